@@ -1,0 +1,42 @@
+"""Swagger UI served by the service itself: the page works offline and renders OpenAPI 3.1."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+OPENAPI_URL = "/api/openapi.json"
+DOCS_URL = "/api/docs"
+DOCS_STATIC_URL = f"{DOCS_URL}/static"
+OAUTH2_REDIRECT_URL = f"{DOCS_URL}/oauth2-redirect"
+# fastapi-offline ships Swagger UI 5.x (OpenAPI 3.1 support); we take its files, not its app wrapper.
+SWAGGER_ASSETS = Path(str(files("fastapi_offline") / "static"))
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get(DOCS_URL)
+async def swagger_ui() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=OPENAPI_URL,
+        title="order-api — API docs",
+        swagger_js_url=f"{DOCS_STATIC_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_STATIC_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_STATIC_URL}/favicon.png",
+        oauth2_redirect_url=OAUTH2_REDIRECT_URL,
+    )
+
+
+@router.get(OAUTH2_REDIRECT_URL)
+async def swagger_oauth2_redirect() -> HTMLResponse:
+    return get_swagger_ui_oauth2_redirect_html()
+
+
+def install_api_docs(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(DOCS_STATIC_URL, StaticFiles(directory=SWAGGER_ASSETS), name="swagger-assets")

@@ -1,0 +1,86 @@
+"""The `order-api` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+
+from order_api import migrations
+from order_api.app import create_app
+from order_api.config import ConfigError, Settings, load_settings
+from order_api.db import create_engine
+from order_api.observability import configure_logging
+
+cli = typer.Typer(
+    help="order-api: run the service, migrate its database, print its OpenAPI schema.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+logger = structlog.get_logger("order_api.cli")
+
+
+def settings_or_exit() -> Settings:
+    """Settings for a command, or one clear line on stderr and exit code 2."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        typer.echo(f"order-api: refusing to start: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    configure_logging(settings.log_level, settings.resolved_log_format)
+    return settings
+
+
+async def upgrade_database(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Number of API worker processes.", min=1)] = 1,
+) -> None:
+    """Serve the API. With the embedded SQLite database, migrations are applied first."""
+    settings = settings_or_exit()
+    if settings.is_sqlite:
+        asyncio.run(upgrade_database(settings))
+        logger.info("migrations_applied", database="sqlite")
+    logger.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/api/docs")
+    uvicorn.run(
+        "order_api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    settings = settings_or_exit()
+    asyncio.run(upgrade_database(settings))
+    logger.info("migrations_applied", database="sqlite" if settings.is_sqlite else "postgresql")
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI schema as JSON."""
+    settings = settings_or_exit()
+    typer.echo(json.dumps(create_app(settings).openapi(), indent=2))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,171 @@
+"""Settings: every knob of SPEC §1, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["development", "production", "test"]
+
+MIN_SECRET_KEY_BYTES = 32
+# Values copied from templates and tutorials; a production key equal to one of these is a leak.
+PLACEHOLDER_SECRET_KEYS = frozenset(
+    {
+        "changethis",
+        "changeme",
+        "change-me",
+        "secret",
+        "secret_key",
+        "secret-key",
+        "your-secret-key",
+        "please-change-this-secret-key-in-production",
+        "replace-me-with-at-least-32-random-bytes",
+        "insecure",
+        "development",
+    }
+)
+SECRET_KEY_FILE = "secret_key"
+
+
+class ConfigError(Exception):
+    """A setting that makes the service unsafe or unable to start; the message is one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    environment: Environment = "development"
+    debug: bool = False
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=1440)
+    refresh_token_expire_days: int = Field(default=14, ge=1, le=365)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    mail_from: str = "order-api <no-reply@localhost>"
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+    rate_limit_enabled: bool = True
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    db_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def async_driver(cls, value: str | None) -> str | None:
+        """Accept the URLs operators write (`postgresql://`, `sqlite:///`) and pick the async driver."""
+        if value is None:
+            return None
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                return driver + value[len(plain) :]
+        if value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            return value
+        raise ValueError("must be a postgresql:// or sqlite:/// URL")
+
+    @model_validator(mode="after")
+    def production_is_safe(self) -> Settings:
+        if self.environment != "production":
+            return self
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not key:
+            raise ValueError("SECRET_KEY is required in production")
+        if key.strip().lower() in PLACEHOLDER_SECRET_KEYS:
+            raise ValueError("SECRET_KEY is a known placeholder; generate a random one")
+        if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes")
+        if self.debug:
+            raise ValueError("DEBUG=true is not allowed in production")
+        if "*" in self.allowed_origins:
+            raise ValueError("ALLOWED_ORIGINS may not contain '*' in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'order_api.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "console"]:
+        if self.log_format:
+            return self.log_format
+        return "json" if self.environment == "production" else "console"
+
+    @property
+    def secret(self) -> str:
+        if self.secret_key is None:
+            raise ConfigError("SECRET_KEY is not set")
+        return self.secret_key.get_secret_value()
+
+
+def embedded_secret_key(data_dir: Path) -> str:
+    """The secret kept under DATA_DIR: created once with 0600 permissions, then reused."""
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key, encoding="utf-8")
+    return key
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
+def load_settings() -> Settings:
+    """Read the settings once for a process; raise ConfigError with one line on a bad value."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise ConfigError(f"invalid setting: {describe_validation_error(error)}") from None
+    if settings.secret_key is None:
+        key = SecretStr(embedded_secret_key(settings.data_dir))
+        settings = settings.model_copy(update={"secret_key": key})
+    return settings

@@ -1,0 +1,31 @@
+"""Routes that exist only with ENVIRONMENT=test, to drive error paths no real route reaches yet."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from order_api.db import SessionDep
+
+router = APIRouter(prefix="/__test__", tags=["test-only"])
+
+
+class EchoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    quantity: int = Field(ge=1, le=100)
+
+
+class BoomError(RuntimeError):
+    """Carries text that must never reach a client: SQL and a secret-looking value."""
+
+
+@router.post("/echo")
+async def echo(body: EchoBody) -> EchoBody:
+    return body
+
+
+@router.get("/boom")
+async def boom(session: SessionDep) -> None:
+    raise BoomError("SELECT secret FROM users WHERE password = 'hunter2'")

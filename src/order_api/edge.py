@@ -1,0 +1,54 @@
+"""Protections at the edge of the service, in front of routing."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from order_api.errors import problem_response, too_large_detail
+
+
+class BodySizeLimitMiddleware:
+    """Rejects bodies over the limit, declared or chunked, with a 413 problem.
+
+    Starlette's own limiter answers text/plain when a route responds without reading the body.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_size:
+            response = problem_response(
+                413, "payload_too_large", too_large_detail(self.max_body_size)
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    # FastAPI re-raises HTTPException from body parsing; our handler renders it.
+                    raise StarletteHTTPException(413, too_large_detail(self.max_body_size))
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,272 @@
+"""Every error leaves the service as RFC 9457 `application/problem+json` with a stable `code`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from order_api.observability import current_request_id
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:order-api:problem:"
+
+logger = structlog.get_logger(__name__)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem detail with this service's `code` and `request_id` members."""
+
+    type: str = Field(examples=[f"{PROBLEM_TYPE_PREFIX}not_found"])
+    title: str = Field(examples=["Not found"])
+    status: int = Field(ge=400, le=599, examples=[404])
+    detail: str = Field(examples=["No order with this id."])
+    code: str = Field(examples=["not_found"])
+    request_id: str = Field(examples=["0f8fad5b-d9cb-469f-a165-70867728950e"])
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "items", 0, "quantity"]])
+    msg: str = Field(examples=["Input should be less than or equal to 100"])
+    type: str = Field(examples=["less_than_equal"])
+
+
+class ValidationProblem(Problem):
+    errors: list[FieldError]
+
+
+class AppError(Exception):
+    """Base of every error a service raises on purpose; subclasses fix status, code and title."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal server error"
+    default_detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(self.detail)
+
+
+class BadRequest(AppError):
+    status, code, title = 400, "bad_request", "Bad request"
+    default_detail = "The request could not be understood."
+
+
+class Unauthorized(AppError):
+    status, code, title = 401, "not_authenticated", "Not authenticated"
+    default_detail = "Valid credentials are required."
+
+    def __init__(self, detail: str | None = None, *, error: str | None = None) -> None:
+        challenge = f'Bearer error="{error}"' if error else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "forbidden", "Forbidden"
+    default_detail = "You may not perform this action."
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not found"
+    default_detail = "The resource does not exist."
+
+
+class Conflict(AppError):
+    status, code, title = 409, "conflict", "Conflict"
+    default_detail = "The request conflicts with the current state of the resource."
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+    default_detail = "The service is temporarily unable to answer; retry later."
+
+
+# Codes for errors raised by the framework rather than by our services.
+_HTTP_STATUS_CODES: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "The request could not be understood."),
+    401: ("not_authenticated", "Valid credentials are required."),
+    403: ("forbidden", "You may not perform this action."),
+    404: ("not_found", "No resource exists at this URL."),
+    405: ("method_not_allowed", "This URL does not accept that HTTP method."),
+    406: ("not_acceptable", "The requested representation is not available."),
+    413: ("payload_too_large", "The request body is larger than the limit."),
+    415: ("unsupported_media_type", "The body must be sent as application/json."),
+    429: ("rate_limited", "Too many requests; retry later."),
+}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": current_request_id(),
+        **(extra or {}),
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def too_large_detail(limit: int) -> str:
+    return f"The request body is larger than the limit of {limit} bytes."
+
+
+async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, default_detail = _HTTP_STATUS_CODES.get(exc.status_code, ("http_error", ""))
+    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase else ""
+    return problem_response(
+        exc.status_code,
+        code,
+        detail or default_detail or HTTPStatus(exc.status_code).description,
+        headers=exc.headers,
+    )
+
+
+def _sends_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return not content_type or content_type == "application/json" or content_type.endswith("+json")
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(error["type"] == "json_invalid" for error in errors):
+        reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
+        return problem_response(400, "malformed_json", f"The body is not valid JSON: {reason}.")
+    whole_body_rejected = any(tuple(error["loc"]) == ("body",) for error in errors)
+    if whole_body_rejected and not _sends_json(request):
+        code, detail = _HTTP_STATUS_CODES[415]
+        return problem_response(415, code, detail)
+    field_errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in errors
+    ]
+    return problem_response(
+        422,
+        "validation_error",
+        "The request has invalid fields; see `errors`.",
+        title="Validation failed",
+        extra={"errors": field_errors},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the problem statuses it can answer besides 422 and the default."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }
+
+
+def _is_error_body(response: dict[str, Any]) -> bool:
+    """True unless the route declared its own body for this status (readiness's 503 does)."""
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return not schema or schema.get("$ref", "").endswith(_ERROR_SCHEMAS)
+
+
+_ERROR_SCHEMAS = ("/Problem", "/ValidationProblem", "/HTTPValidationError")
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare every error of the OpenAPI schema as problem+json, so schema-checking clients accept it.
+
+    FastAPI documents `model=` responses and its own 422 as application/json; ours are problems.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, FieldError, ValidationProblem):
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        model_schema.pop("$defs", None)
+        components[model.__name__] = model_schema
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    validation = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400 and _is_error_body(response):
+                    response["content"] = validation if status == "422" else problem
+            if operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault(
+                    "422", {"description": "Validation failed", "content": validation}
+                )
+            responses.setdefault(
+                "default", {"description": "Any other error, as a problem", "content": problem}
+            )
+    return schema
+
+
+class UnhandledErrorMiddleware:
+    """Turns an unexpected exception into a bare 500 problem inside our middleware stack.
+
+    Starlette would answer from its outermost ServerErrorMiddleware, past our request-id and header
+    middleware; catching here keeps those on the 500 and keeps the trace in the log only.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception:
+            logger.exception("unhandled_error", path=scope["path"])
+            if response_started:
+                raise
+            response = problem_response(
+                500, AppError.code, AppError.default_detail, title=AppError.title
+            )
+            await response(scope, receive, send)

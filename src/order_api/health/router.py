@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from order_api.health import service
+from order_api.health.schemas import Liveness, Readiness
+
+router = APIRouter(prefix="/health", tags=["operations"])
+
+READINESS_RESPONSES: dict[int | str, dict[str, object]] = {
+    503: {"model": Readiness, "description": "The database is down: take this process out of rotation."}
+}
+
+
+@router.get("/live", summary="The process is up (never touches a back-end)")
+async def live() -> Liveness:
+    return Liveness()
+
+
+@router.get("", summary="Readiness, per component", responses=READINESS_RESPONSES)
+@router.get("/ready", summary="Readiness, per component", responses=READINESS_RESPONSES)
+async def ready(request: Request, response: Response) -> Readiness:
+    settings = request.app.state.settings
+    report = await service.check_readiness(
+        request.app.state.engine, settings.health_check_timeout_seconds
+    )
+    if report.status == "down":
+        response.status_code = 503
+    return report

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ComponentState = Literal["ok", "down"]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ComponentHealth(BaseModel):
+    status: ComponentState
+    latency_ms: float = Field(description="Time the check took, bounded by the check timeout.")
+    detail: str | None = Field(default=None, examples=["timed out after 1.0 s"])
+
+
+class Readiness(BaseModel):
+    """`down` (503) when the database is; optional components will report `degraded` (200)."""
+
+    status: Literal["ok", "degraded", "down"]
+    checks: dict[str, ComponentHealth]

@@ -1,0 +1,44 @@
+"""Alembic environment: async engines for SQLite and PostgreSQL, or a connection handed in by our code."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection
+
+from order_api.config import Settings
+from order_api.db import Base, create_engine
+
+target_metadata = Base.metadata
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_with_own_engine() -> None:
+    engine = create_engine(Settings())
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run_migrations)
+    finally:
+        await engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (--sql) migrations are not supported; run them against a database")
+
+shared_connection = context.config.attributes.get("connection")
+if shared_connection is not None:
+    run_migrations(shared_connection)
+else:
+    asyncio.run(run_with_own_engine())

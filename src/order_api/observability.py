@@ -1,0 +1,121 @@
+"""Structured logs, the request id, and one access line per request (pure ASGI: no BaseHTTPMiddleware)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from typing import IO, Any
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+REDACTED = "[redacted]"
+
+_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+access_logger = structlog.get_logger("order_api.access")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler configure_logging owns, so a second call replaces it and nothing else."""
+
+
+def configure_logging(level: str, log_format: str, stream: IO[str] | None = None) -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if log_format == "json":
+        final: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        # Plain tracebacks: rich's pretty ones print local variables, which can hold secrets.
+        final = [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = _OurHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _OurHandler)] + [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # Our access line replaces uvicorn's, which would log query strings (tokens) in clear text.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def pick_request_id(scope: Scope) -> str:
+    values = [value for name, value in scope["headers"] if name == REQUEST_ID_HEADER.encode()]
+    if len(values) == 1:
+        candidate = values[0].decode("latin-1")
+        if REQUEST_ID_PATTERN.fullmatch(candidate):
+            return candidate
+    return uuid.uuid4().hex
+
+
+def redact_query(query_string: bytes) -> str:
+    """Keep which parameters came, never their values: tokens travel in query strings."""
+    names = [part.split(b"=", 1)[0].decode("latin-1") for part in query_string.split(b"&") if part]
+    return "&".join(f"{name}={REDACTED}" for name in names)
+
+
+class RequestContextMiddleware:
+    """Binds the request id into logs and error bodies, echoes it, and writes the access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = pick_request_id(scope)
+        token = _request_id.set(request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            route = scope.get("route")
+            access_logger.info(
+                "request",
+                method=scope["method"],
+                route=getattr(route, "path", None),
+                path=scope["path"],
+                query=redact_query(scope.get("query_string", b"")),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()
+            _request_id.reset(token)
