@@ -14,7 +14,7 @@ OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"
 DOCS_STATIC_URL = f"{DOCS_URL}/static"
 OAUTH2_REDIRECT_URL = f"{DOCS_URL}/oauth2-redirect"
-# fastapi-offline ships Swagger UI 5.x (OpenAPI 3.1 support); we take its files, not its app wrapper.
+# fastapi-offline ships Swagger UI 5.x (renders OpenAPI 3.1); we use its files, not its wrapper.
 SWAGGER_ASSETS = Path(str(files("fastapi_offline") / "static"))
 
 router = APIRouter(include_in_schema=False)

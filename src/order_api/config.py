@@ -28,7 +28,7 @@ PLACEHOLDER_SECRET_KEYS = frozenset(
         "development",
     }
 )
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
 class ConfigError(Exception):
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def async_driver(cls, value: str | None) -> str | None:
-        """Accept the URLs operators write (`postgresql://`, `sqlite:///`) and pick the async driver."""
+        """Accept the URLs operators write (`postgresql://`, `sqlite:///`): use async drivers."""
         if value is None:
             return None
         for plain, driver in (

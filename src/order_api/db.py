@@ -20,7 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from order_api.config import Settings
 
-# Stable constraint names, so migrations can drop what they created and `alembic check` sees no drift.
+# Stable constraint names: migrations can drop what they created; `alembic check` sees no drift.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -62,12 +62,14 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_async_engine(
+        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def configure_connection(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
-        # pysqlite's own BEGIN handling breaks SAVEPOINTs and transactional DDL; we emit BEGIN ourselves.
-        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        # pysqlite's BEGIN handling breaks SAVEPOINTs and transactional DDL: we emit our own.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from order_api.db import SessionDep
+from order_api.errors import Unauthorized
 
-router = APIRouter(prefix="/__test__", tags=["test-only"])
+router = APIRouter(prefix="/__test__", include_in_schema=False)
+TEST_BEARER = "Bearer let-me-in"
 
 
 class EchoBody(BaseModel):
@@ -29,3 +33,10 @@ async def echo(body: EchoBody) -> EchoBody:
 @router.get("/boom")
 async def boom(session: SessionDep) -> None:
     raise BoomError("SELECT secret FROM users WHERE password = 'hunter2'")
+
+
+@router.get("/protected")
+async def protected(authorization: Annotated[str | None, Header()] = None) -> dict[str, str]:
+    if authorization != TEST_BEARER:
+        raise Unauthorized(error="invalid_token")
+    return {"status": "ok"}

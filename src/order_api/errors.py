@@ -210,7 +210,7 @@ _ERROR_SCHEMAS = ("/Problem", "/ValidationProblem", "/HTTPValidationError")
 
 
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
-    """Declare every error of the OpenAPI schema as problem+json, so schema-checking clients accept it.
+    """Declare every error in the OpenAPI schema as problem+json, so schema checkers accept it.
 
     FastAPI documents `model=` responses and its own 422 as application/json; ours are problems.
     """
@@ -222,7 +222,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    validation = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}}
+    validation = {
+        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    }
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})

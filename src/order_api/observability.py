@@ -1,4 +1,4 @@
-"""Structured logs, the request id, and one access line per request (pure ASGI: no BaseHTTPMiddleware)."""
+"""Structured logs, the request id, one access line per request (pure ASGI middleware)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if log_format == "json":
-        final: list[Any] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        final: list[Any] = [
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ]
     else:
         # Plain tracebacks: rich's pretty ones print local variables, which can hold secrets.
         final = [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
@@ -70,7 +73,7 @@ def pick_request_id(scope: Scope) -> str:
     if len(values) == 1:
         candidate = values[0].decode("latin-1")
         if REQUEST_ID_PATTERN.fullmatch(candidate):
-            return candidate
+            return str(candidate)
     return uuid.uuid4().hex
 
 

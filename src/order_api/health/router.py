@@ -8,7 +8,10 @@ from order_api.health.schemas import Liveness, Readiness
 router = APIRouter(prefix="/health", tags=["operations"])
 
 READINESS_RESPONSES: dict[int | str, dict[str, object]] = {
-    503: {"model": Readiness, "description": "The database is down: take this process out of rotation."}
+    503: {
+        "model": Readiness,
+        "description": "The database is down: take this process out of rotation.",
+    }
 }
 
 

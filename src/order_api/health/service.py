@@ -1,4 +1,4 @@
-"""Readiness: each back-end checked once, each check bounded so a hung dependency cannot hang probes."""
+"""Readiness: each back-end checked once, each check bounded so a hung one cannot hang probes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alembic environment: async engines for SQLite and PostgreSQL, or a connection handed in by our code."""
+"""Alembic environment: our async engine for SQLite or PostgreSQL, or a connection we hand in."""
 
 from __future__ import annotations
 

@@ -1,0 +1,109 @@
+"""One fixture set for both back-ends: a throw-away SQLite file and a throw-away PostgreSQL DB.
+
+Under CI=true both are required; locally the PostgreSQL runs are skipped when no server answers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+
+from order_api import migrations
+from order_api.app import create_app
+from order_api.config import Settings
+from order_api.db import create_engine
+from tests.support import (
+    BACKENDS,
+    IN_CI,
+    AppFactory,
+    create_database,
+    delete_all_rows,
+    drop_database,
+    make_settings,
+    postgres_reachable,
+)
+
+
+@pytest.fixture(scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    """A database of our own for the whole run, dropped at the end; we never touch another."""
+    problem = await postgres_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true requires PostgreSQL: {problem}")
+        pytest.skip(problem)
+    name = f"order_api_test_{secrets.token_hex(6)}"
+    url = await create_database(name)
+    try:
+        yield url
+    finally:
+        await drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sqlite") / "order_api.sqlite3"
+
+
+@pytest.fixture(params=BACKENDS, scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest, sqlite_path: Path) -> str:
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_database"))
+    return f"sqlite+aiosqlite:///{sqlite_path}"
+
+
+@pytest.fixture(scope="session")
+async def migrated_database(database_url: str) -> str:
+    """The schema comes from the migrations, exactly as in production."""
+    engine = create_engine(make_settings(database_url, Path(".")))
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+async def make_client(migrated_database: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
+    """Build `create_app(settings)` with overrides, run its lifespan, hand back an ASGI client."""
+    async with AsyncExitStack() as stack:
+
+        async def build(**overrides: Any) -> httpx2.AsyncClient:
+            url = overrides.pop("database_url", migrated_database)
+            app: FastAPI = create_app(make_settings(url, tmp_path, **overrides))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            if url == migrated_database:
+                stack.push_async_callback(delete_all_rows, app.state.engine)
+            transport = httpx2.ASGITransport(app=app)
+            client = httpx2.AsyncClient(transport=transport, base_url="http://testserver")
+            return await stack.enter_async_context(client)
+
+        yield build
+
+
+@pytest.fixture
+async def client(make_client: AppFactory) -> httpx2.AsyncClient:
+    return await make_client()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No order-api setting leaks in from the developer's shell or a `.env` file."""
+    for name in list(os.environ):
+        if name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

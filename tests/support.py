@@ -1,0 +1,76 @@
+"""Helpers shared by the tests: throw-away databases, settings, and the app client type."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx2
+from sqlalchemy import delete, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from order_api.config import Settings
+from order_api.db import Base
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+TEST_POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_SECRET_KEY = "test-secret-" + "x" * 40
+BACKENDS = ["sqlite", "postgresql"]
+
+AppFactory = Callable[..., Awaitable[httpx2.AsyncClient]]
+
+
+def admin_postgres_dsn() -> str:
+    """The maintenance database we connect to for CREATE/DROP DATABASE, as a plain libpq URL."""
+    return make_url(TEST_POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+
+
+async def postgres_reachable() -> str | None:
+    try:
+        connection = await asyncpg.connect(admin_postgres_dsn(), timeout=3)
+    except (OSError, asyncpg.PostgresError) as error:
+        return f"PostgreSQL at {TEST_POSTGRES_URL} is not reachable ({type(error).__name__})"
+    await connection.close()
+    return None
+
+
+async def create_database(name: str) -> str:
+    connection = await asyncpg.connect(admin_postgres_dsn())
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    url = make_url(TEST_POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(False)
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(admin_postgres_dsn())
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "secret_key": TEST_SECRET_KEY,
+        "data_dir": data_dir,
+        "log_format": "json",
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def delete_all_rows(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(delete(table))

@@ -1,0 +1,189 @@
+"""The `order-api` command as an operator runs it: real processes, a real uvicorn on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.support import TEST_SECRET_KEY
+
+ORDER_API = str(Path(sys.executable).parent / "order-api")
+STARTUP_WAIT_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def command_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in SETTING_NAMES}
+    env.update({"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json", **values})
+    return env
+
+
+SETTING_NAMES = {
+    "environment",
+    "debug",
+    "data_dir",
+    "database_url",
+    "redis_url",
+    "secret_key",
+    "allowed_origins",
+    "log_level",
+    "log_format",
+}
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ORDER_API, *args],
+        cwd=tmp_path,
+        env=command_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["migrate"], ["openapi"]])
+def test_every_command_answers_help(tmp_path: Path, command: list[str]) -> None:
+    result = run([*command, "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: order-api" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
+def test_root_help_lists_the_commands(tmp_path: Path) -> None:
+    result = run(["--help"], tmp_path)
+    for command in ("serve", "migrate", "openapi"):
+        assert command in result.stdout
+
+
+def test_serve_options_are_documented(tmp_path: Path) -> None:
+    result = run(["serve", "--help"], tmp_path)
+    for option in ("--host", "--port", "--workers"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SECRET_KEY": "changethis"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short-key"}, "SECRET_KEY"),
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": "k" * 48, "DEBUG": "true"}, "DEBUG"),
+        ({"SECRET_KEY": "k" * 48, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
+    ],
+)
+def test_production_refuses_to_start_before_opening_the_port(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    port = free_port()
+    result = run(["serve", "--port", str(port)], tmp_path, ENVIRONMENT="production", **env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("order-api: refusing to start:")
+    assert named in line
+    assert "Traceback" not in result.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_invalid_setting_is_one_line(tmp_path: Path) -> None:
+    result = run(["migrate"], tmp_path, DB_POOL_SIZE="lots")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "order-api: refusing to start: invalid setting: DB_POOL_SIZE: "
+        "Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_migrate_creates_the_embedded_database(tmp_path: Path) -> None:
+    result = run(["migrate"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "order_api.sqlite3").exists()
+    assert "migrations_applied" in result.stderr
+
+
+def test_openapi_prints_the_schema(tmp_path: Path) -> None:
+    result = run(["openapi"], tmp_path, SECRET_KEY=TEST_SECRET_KEY)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["openapi"].startswith("3.1")
+    assert "/health/live" in schema["paths"]
+
+
+class RunningServer:
+    def __init__(self, process: subprocess.Popen[str], port: int) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=60)
+        return stderr
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
+    port = free_port()
+    process = subprocess.Popen(
+        [ORDER_API, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=command_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = RunningServer(process, port)
+    deadline = time.monotonic() + STARTUP_WAIT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx2.get(f"{server.url}/health/live", timeout=1).status_code == 200:
+                break
+        except httpx2.TransportError:
+            time.sleep(0.2)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_path: Path) -> None:
+    url = embedded_server.url
+    live = httpx2.get(f"{url}/health/live", headers={"x-request-id": "live-1"})
+    assert live.status_code == 200
+    assert live.headers["x-request-id"] == "live-1"
+    assert "server" not in live.headers
+    assert httpx2.get(f"{url}/health/ready").json()["checks"]["database"]["status"] == "ok"
+    assert httpx2.get(f"{url}/api/docs").status_code == 200
+    assert httpx2.get(f"{url}/api/openapi.json").json()["openapi"].startswith("3.1")
+    missing = httpx2.get(f"{url}/missing?token=top-secret-token")
+    assert missing.headers["content-type"] == "application/problem+json"
+
+    stderr = embedded_server.stop()
+    # uvicorn stops gracefully, then re-raises the signal so the exit status says why it ended.
+    assert embedded_server.process.returncode in {0, -signal.SIGTERM}
+    assert "Application shutdown complete." in stderr
+    assert "top-secret-token" not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "order_api.access"]
+    assert {line["path"] for line in access} >= {"/health/live", "/api/docs", "/missing"}
+    assert any(line["request_id"] == "live-1" for line in access)
+    assert not any(line.get("logger") == "uvicorn.access" for line in lines)
+    assert (tmp_path / "data" / "secret_key").exists()

@@ -1,0 +1,111 @@
+"""Liveness never touches a back-end; readiness reports each component within its time bound."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx2
+import pytest
+from sqlalchemy import make_url
+
+from tests.support import AppFactory, admin_postgres_dsn
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_live_is_ok(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/ready"])
+async def test_ready_reports_the_database(client: httpx2.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["database"]["latency_ms"] >= 0
+
+
+def unreachable_database_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgresql":
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/nothing"
+    blocker = tmp_path / "order_api.sqlite3"
+    blocker.mkdir()  # a directory where the database file should be: SQLite cannot open it
+    return f"sqlite+aiosqlite:///{blocker}"
+
+
+async def test_ready_is_503_when_the_database_is_down(
+    make_client: AppFactory, backend: str, tmp_path: Path
+) -> None:
+    client = await make_client(database_url=unreachable_database_url(backend, tmp_path))
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down"
+    assert body["checks"]["database"] == {
+        "status": "down",
+        "latency_ms": body["checks"]["database"]["latency_ms"],
+        "detail": "unreachable",
+    }
+    assert (await client.get("/health/live")).status_code == 200
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts and never answers: a hung database, as a client sees it."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+
+
+async def test_ready_check_is_bounded_when_the_database_hangs(
+    make_client: AppFactory, silent_server: int
+) -> None:
+    client = await make_client(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{silent_server}/hung",
+        health_check_timeout_seconds=0.3,
+    )
+    response = await client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"]["detail"] == "timed out after 0.3 s"
+
+
+async def test_ready_survives_a_database_restart_of_its_connections(
+    client: httpx2.AsyncClient, backend: str, database_url: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("connection termination is a PostgreSQL fault")
+    assert (await client.get("/health/ready")).status_code == 200
+    admin = await asyncpg.connect(admin_postgres_dsn())
+    try:
+        terminated = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = $1 AND application_name = 'order-api'",
+            make_url(database_url).database,
+        )
+    finally:
+        await admin.close()
+    assert terminated >= 1
+    response = await client.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"]["database"]["status"] == "ok"

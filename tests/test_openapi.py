@@ -1,0 +1,78 @@
+"""The schema is served, declares problem responses, and the docs page needs no CDN."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx2
+
+from order_api.errors import PROBLEM_MEDIA_TYPE
+
+
+async def fetch_schema(client: httpx2.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200
+    schema: dict[str, Any] = response.json()
+    return schema
+
+
+async def test_schema_is_openapi_31_with_our_routes(client: httpx2.AsyncClient) -> None:
+    schema = await fetch_schema(client)
+    assert schema["openapi"].startswith("3.1")
+    assert {"/health/live", "/health", "/health/ready"} <= set(schema["paths"])
+    assert not any(path.startswith("/__test__") for path in schema["paths"])
+
+
+async def test_every_operation_declares_problem_errors(client: httpx2.AsyncClient) -> None:
+    schema = await fetch_schema(client)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            default = operation["responses"]["default"]["content"]
+            assert default == {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}, (path, method)
+    components = schema["components"]["schemas"]
+    assert set(components["Problem"]["required"]) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+        "code",
+        "request_id",
+    }
+    assert "errors" in components["ValidationProblem"]["properties"]
+    assert "HTTPValidationError" not in components
+
+
+async def test_readiness_declares_its_own_503_body(client: httpx2.AsyncClient) -> None:
+    schema = await fetch_schema(client)
+    unavailable = schema["paths"]["/health/ready"]["get"]["responses"]["503"]["content"]
+    assert unavailable == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}
+    }
+
+
+async def test_docs_page_loads_only_assets_served_here(client: httpx2.AsyncClient) -> None:
+    page = await client.get("/api/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+    assert urls, page.text
+    assert all(url.startswith("/api/") for url in urls), urls
+    assert "/api/openapi.json" in urls
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        response = await client.get(f"/api/docs/static/{asset}")
+        assert response.status_code == 200, asset
+        assert len(response.content) > 1000
+
+
+async def test_docs_ship_swagger_ui_5_which_renders_openapi_31(client: httpx2.AsyncClient) -> None:
+    bundle = (await client.get("/api/docs/static/swagger-ui-bundle.js")).text
+    versions = set(re.findall(r'"(5\.\d+\.\d+)"', bundle))
+    assert versions, "the bundle should carry a Swagger UI 5.x version string"
+
+
+async def test_oauth2_redirect_page_is_served(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/api/docs/oauth2-redirect")
+    assert response.status_code == 200
+    assert "oauth2" in response.text.lower()
