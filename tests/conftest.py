@@ -32,6 +32,25 @@ from tests.support import (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "only_backend(name): run the test on that back-end only (others deselected)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A back-end-specific test is not collected for the other back-end, rather than skipped."""
+    deselected = []
+    for item in items:
+        marker = item.get_closest_marker("only_backend")
+        callspec = getattr(item, "callspec", None)
+        if marker and callspec and callspec.params.get("backend") != marker.args[0]:
+            deselected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
 @pytest.fixture(scope="session")
 async def postgres_database() -> AsyncIterator[str]:
     """A database of our own for the whole run, dropped at the end; we never touch another."""

@@ -39,22 +39,23 @@ async def postgres_reachable() -> str | None:
     return None
 
 
-async def create_database(name: str) -> str:
+async def run_as_admin(statement: str) -> None:
+    """One statement on the maintenance database: CREATE/DROP DATABASE refuse transactions."""
     connection = await asyncpg.connect(admin_postgres_dsn())
     try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.execute(statement)
     finally:
         await connection.close()
+
+
+async def create_database(name: str) -> str:
+    await run_as_admin(f'CREATE DATABASE "{name}"')
     url = make_url(TEST_POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
     return url.render_as_string(False)
 
 
 async def drop_database(name: str) -> None:
-    connection = await asyncpg.connect(admin_postgres_dsn())
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    await run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:

@@ -137,11 +137,10 @@ class RunningServer:
         return stderr
 
 
-@pytest.fixture
-def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
+def start_server(tmp_path: Path, *options: str) -> RunningServer:
     port = free_port()
     process = subprocess.Popen(
-        [ORDER_API, "serve", "--port", str(port)],
+        [ORDER_API, "serve", "--port", str(port), *options],
         cwd=tmp_path,
         env=command_env(tmp_path),
         stdout=subprocess.DEVNULL,
@@ -156,12 +155,18 @@ def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
                 break
         except httpx2.TransportError:
             time.sleep(0.2)
+    return server
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
+    server = start_server(tmp_path)
     try:
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
 
 
 def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_path: Path) -> None:
@@ -187,3 +192,23 @@ def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_pat
     assert any(line["request_id"] == "live-1" for line in access)
     assert not any(line.get("logger") == "uvicorn.access" for line in lines)
     assert (tmp_path / "data" / "secret_key").exists()
+
+
+def test_serve_with_several_worker_processes(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--workers", "2")
+    try:
+        for attempt in range(20):
+            request_id = f"w-{attempt}"
+            response = httpx2.get(
+                f"{server.url}/health/ready", headers={"x-request-id": request_id}
+            )
+            assert response.status_code == 200
+            assert response.headers["x-request-id"] == request_id
+        stderr = server.stop()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
+    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    workers = {event for event in events if event.startswith("Started server process")}
+    assert len(workers) == 2

@@ -31,22 +31,18 @@ async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[AsyncEngine
     await engine.dispose()
 
 
+@pytest.mark.only_backend("sqlite")
 async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(
-    engine: AsyncEngine, backend: str
+    engine: AsyncEngine,
 ) -> None:
-    if backend != "sqlite":
-        pytest.skip("SQLite pragmas")
     async with engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
 
 
-async def test_postgres_statement_timeout_cancels_long_queries(
-    engine: AsyncEngine, backend: str
-) -> None:
-    if backend != "postgresql":
-        pytest.skip("PostgreSQL statement timeout")
+@pytest.mark.only_backend("postgresql")
+async def test_postgres_statement_timeout_cancels_long_queries(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         assert (await connection.execute(text("SHOW statement_timeout"))).scalar() == "250ms"
         name = (await connection.execute(text("SHOW application_name"))).scalar()

@@ -78,6 +78,7 @@ async def silent_server() -> AsyncIterator[int]:
         server.close()
 
 
+@pytest.mark.only_backend("postgresql")
 async def test_ready_check_is_bounded_when_the_database_hangs(
     make_client: AppFactory, silent_server: int
 ) -> None:
@@ -90,11 +91,10 @@ async def test_ready_check_is_bounded_when_the_database_hangs(
     assert response.json()["checks"]["database"]["detail"] == "timed out after 0.3 s"
 
 
+@pytest.mark.only_backend("postgresql")
 async def test_ready_survives_a_database_restart_of_its_connections(
-    client: httpx2.AsyncClient, backend: str, database_url: str
+    client: httpx2.AsyncClient, database_url: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("connection termination is a PostgreSQL fault")
     assert (await client.get("/health/ready")).status_code == 200
     admin = await asyncpg.connect(admin_postgres_dsn())
     try:
