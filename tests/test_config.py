@@ -114,3 +114,12 @@ def test_database_url_gets_the_async_driver(clean_env: Path, given: str, expecte
 def test_secret_is_required_where_it_is_used(clean_env: Path) -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
         _ = Settings().secret
+
+
+def test_empty_values_count_as_unset(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("SECRET_KEY=\nDATABASE_URL=\nREDIS_URL=\nSMTP_HOST=\n")
+    settings = load_settings()
+    assert len(settings.secret) >= 32
+    assert settings.is_sqlite
+    assert settings.redis_url is None
+    assert settings.smtp_host is None

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("secret_key", "smtp_host", "database_url", "redis_url", mode="before")
+    @classmethod
+    def empty_is_unset(cls, value: object) -> object:
+        """`SECRET_KEY=` in a `.env` means "not set", never an empty key."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def upper_log_level(cls, value: object) -> object:
