@@ -123,3 +123,40 @@ def test_empty_values_count_as_unset(clean_env: Path) -> None:
     assert settings.is_sqlite
     assert settings.redis_url is None
     assert settings.smtp_host is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"DATABASE_URL": "postgresql://app@db.internal/shop"}, {"REDIS_URL": "redis://127.0.0.1/0"}],
+)
+def test_secret_is_required_outside_embedded_mode(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="SECRET_KEY is required outside embedded mode"):
+        load_settings()
+    assert not (clean_env / "data").exists()
+
+
+def test_a_short_stored_secret_is_refused(clean_env: Path) -> None:
+    (clean_env / "data").mkdir()
+    (clean_env / "data" / "secret_key").write_text("\n")
+    with pytest.raises(ConfigError, match="delete it to renew"):
+        load_settings()
+
+
+def test_unusable_data_dir_is_one_line(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / "occupied").write_text("a file, not a directory")
+    monkeypatch.setenv("DATA_DIR", str(clean_env / "occupied"))
+    with pytest.raises(ConfigError, match=r"DATA_DIR .*occupied is not usable") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_log_format_means_the_default(clean_env: Path) -> None:
+    (clean_env / ".env").write_text("LOG_FORMAT=\nSMTP_USERNAME=\nSMTP_PASSWORD=\n")
+    settings = load_settings()
+    assert settings.resolved_log_format == "console"
+    assert settings.smtp_username is None
+    assert settings.smtp_password is None

@@ -38,6 +38,23 @@ async def test_wrong_method_is_405_problem_keeping_allow(client: httpx2.AsyncCli
     assert response.headers["allow"] == "GET"
 
 
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/api/docs"])
+async def test_head_is_answered_like_get(client: httpx2.AsyncClient, path: str) -> None:
+    response = await client.head(path)
+    got = await client.get(path)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"] == got.headers["content-type"]
+
+
+async def test_deeply_nested_json_is_malformed_json(client: httpx2.AsyncClient) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    response = await client.post(
+        "/__test__/echo", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "malformed_json")
+
+
 async def test_malformed_json_is_400_problem(client: httpx2.AsyncClient) -> None:
     response = await client.post(
         "/__test__/echo", content=b'{"name": "x", ', headers={"content-type": "application/json"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -59,6 +60,19 @@ async def test_ready_is_503_when_the_database_is_down(
         "detail": "unreachable",
     }
     assert (await client.get("/health/live")).status_code == 200
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_ready_is_ok_while_another_connection_holds_the_write_lock(
+    client: httpx2.AsyncClient, database_url: str
+) -> None:
+    writer = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        response = await client.get("/health/ready")
+    finally:
+        writer.close()
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture

@@ -62,6 +62,19 @@ async def test_500_logs_the_trace_once_with_the_request_id(
     assert line["status"] == 500
 
 
+async def test_json_tracebacks_carry_no_local_values(client: httpx2.AsyncClient) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    try:
+        await client.get("/__test__/boom", headers={"authorization": "Bearer SUPERSECRETJWT"})
+    finally:
+        configure_logging("INFO", "json")
+    [error] = [json.loads(line) for line in stream.getvalue().splitlines() if '"error"' in line]
+    assert error["event"] == "unhandled_error"
+    assert error["exception"][0]["exc_type"] == "BoomError"
+    assert "SUPERSECRETJWT" not in stream.getvalue()
+
+
 def test_redact_query_keeps_names_only() -> None:
     assert redact_query(b"") == ""
     assert redact_query(b"token=abc&flag&x=1=2") == "token=[redacted]&flag=[redacted]&x=[redacted]"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"
@@ -37,6 +38,19 @@ async def swagger_oauth2_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
 
 
+class WholeFileAssets:
+    """Static assets without Range support: Starlette answers bad ranges in text/plain."""
+
+    def __init__(self, directory: Path) -> None:
+        self.files = StaticFiles(directory=directory)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            ignored = (b"range", b"if-range")
+            scope = {**scope, "headers": [h for h in scope["headers"] if h[0] not in ignored]}
+        await self.files(scope, receive, send)
+
+
 def install_api_docs(app: FastAPI) -> None:
     app.include_router(router)
-    app.mount(DOCS_STATIC_URL, StaticFiles(directory=SWAGGER_ASSETS), name="swagger-assets")
+    app.mount(DOCS_STATIC_URL, WholeFileAssets(SWAGGER_ASSETS), name="swagger-assets")

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from order_api import __version__, api_docs, diagnostics
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
-from order_api.edge import BodySizeLimitMiddleware
+from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
 from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
 from order_api.health.router import router as health_router
 from order_api.observability import RequestContextMiddleware, configure_logging
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     # add_middleware wraps: the last added runs first (outermost).
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)

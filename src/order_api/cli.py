@@ -9,6 +9,7 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from order_api import migrations
 from order_api.app import create_app
@@ -43,6 +44,16 @@ async def upgrade_database(settings: Settings) -> None:
         await engine.dispose()
 
 
+def upgrade_or_exit(settings: Settings) -> None:
+    """Migrate, or one line naming what failed and exit code 1 (the trace helps nobody here)."""
+    try:
+        asyncio.run(upgrade_database(settings))
+    except (OSError, SQLAlchemyError) as error:
+        reason = getattr(error, "orig", None) or error
+        typer.echo(f"order-api: cannot migrate the database: {reason}".splitlines()[0], err=True)
+        raise typer.Exit(code=1) from None
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -52,7 +63,7 @@ def serve(
     """Serve the API. With the embedded SQLite database, migrations are applied first."""
     settings = settings_or_exit()
     if settings.is_sqlite:
-        asyncio.run(upgrade_database(settings))
+        upgrade_or_exit(settings)
         logger.info("migrations_applied", database="sqlite")
     logger.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/api/docs")
     uvicorn.run(
@@ -71,7 +82,7 @@ def serve(
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""
     settings = settings_or_exit()
-    asyncio.run(upgrade_database(settings))
+    upgrade_or_exit(settings)
     logger.info("migrations_applied", database="sqlite" if settings.is_sqlite else "postgresql")
 
 

@@ -78,7 +78,16 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("secret_key", "smtp_host", "database_url", "redis_url", mode="before")
+    @field_validator(
+        "secret_key",
+        "database_url",
+        "redis_url",
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "log_format",
+        mode="before",
+    )
     @classmethod
     def empty_is_unset(cls, value: object) -> object:
         """`SECRET_KEY=` in a `.env` means "not set", never an empty key."""
@@ -134,6 +143,11 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     @property
+    def is_embedded(self) -> bool:
+        """One process, nothing else to run: SQLite and the in-process adapters."""
+        return self.is_sqlite and self.redis_url is None
+
+    @property
     def resolved_log_format(self) -> Literal["json", "console"]:
         if self.log_format:
             return self.log_format
@@ -149,12 +163,13 @@ class Settings(BaseSettings):
 def embedded_secret_key(data_dir: Path) -> str:
     """The secret kept under DATA_DIR: created once with 0600 permissions, then reused."""
     path = data_dir / SECRET_KEY_FILE
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(key, encoding="utf-8")
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"{path} holds under {MIN_SECRET_KEY_BYTES} bytes; delete it to renew")
     return key
 
 
@@ -171,7 +186,13 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as error:
         raise ConfigError(f"invalid setting: {describe_validation_error(error)}") from None
-    if settings.secret_key is None:
-        key = SecretStr(embedded_secret_key(settings.data_dir))
-        settings = settings.model_copy(update={"secret_key": key})
-    return settings
+    if settings.secret_key is not None:
+        return settings
+    if not settings.is_embedded:
+        # Several processes on PostgreSQL or Redis must sign with one key, not one file each.
+        raise ConfigError("SECRET_KEY is required outside embedded mode (PostgreSQL or Redis set)")
+    try:
+        key = embedded_secret_key(settings.data_dir)
+    except OSError as error:
+        raise ConfigError(f"DATA_DIR {settings.data_dir} is not usable: {error.strerror}") from None
+    return settings.model_copy(update={"secret_key": SecretStr(key)})

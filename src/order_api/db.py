@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, make_url
+from sqlalchemy import Connection, MetaData, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -78,10 +78,11 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def begin_immediate(connection: Any) -> None:
+    def begin_immediate(connection: Connection) -> None:
         # Take the write lock up front: a deferred transaction that reads then writes fails at once
         # with "database is locked" when another writer committed in between, busy timeout or not.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from order_api.errors import problem_response, too_large_detail
+from order_api.errors import PayloadTooLarge, too_large_detail
 
 
 class BodySizeLimitMiddleware:
@@ -24,9 +24,7 @@ class BodySizeLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_size:
-            response = problem_response(
-                413, "payload_too_large", too_large_detail(self.max_body_size)
-            )
+            response = PayloadTooLarge(too_large_detail(self.max_body_size)).to_response()
             await response(scope, receive, send)
             return
         received = 0
@@ -42,6 +40,28 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, receive_within_limit, send)
+
+
+class HeadAsGetMiddleware:
+    """Answers HEAD wherever GET is served (RFC 9110 §9.3.2): the GET's headers, no body.
+
+    FastAPI routes accept only the methods they declare; probes and proxies send HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
 def _content_length(scope: Scope) -> int | None:

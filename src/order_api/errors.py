@@ -63,19 +63,40 @@ class AppError(Exception):
         self.extra = dict(extra or {})
         super().__init__(self.detail)
 
+    def to_response(self) -> JSONResponse:
+        return problem_response(
+            self.status,
+            self.code,
+            self.detail,
+            title=self.title,
+            headers=self.headers,
+            extra=self.extra,
+        )
+
 
 class BadRequest(AppError):
     status, code, title = 400, "bad_request", "Bad request"
     default_detail = "The request could not be understood."
 
 
+class MalformedJSON(AppError):
+    status, code, title = 400, "malformed_json", "Malformed JSON"
+    default_detail = "The body could not be parsed as JSON."
+
+
 class Unauthorized(AppError):
     status, code, title = 401, "not_authenticated", "Not authenticated"
     default_detail = "Valid credentials are required."
 
-    def __init__(self, detail: str | None = None, *, error: str | None = None) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        error: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         challenge = f'Bearer error="{error}"' if error else "Bearer"
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+        super().__init__(detail, headers=headers or {"WWW-Authenticate": challenge})
 
 
 class Forbidden(AppError):
@@ -85,7 +106,17 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, code, title = 404, "not_found", "Not found"
-    default_detail = "The resource does not exist."
+    default_detail = "No resource exists at this URL."
+
+
+class MethodNotAllowed(AppError):
+    status, code, title = 405, "method_not_allowed", "Method not allowed"
+    default_detail = "This URL does not accept that HTTP method."
+
+
+class NotAcceptable(AppError):
+    status, code, title = 406, "not_acceptable", "Not acceptable"
+    default_detail = "The requested representation is not available."
 
 
 class Conflict(AppError):
@@ -95,6 +126,22 @@ class Conflict(AppError):
 
 class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Payload too large"
+    default_detail = "The request body is larger than the limit."
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+    default_detail = "The body must be sent as application/json."
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "validation_error", "Validation failed"
+    default_detail = "The request has invalid fields; see `errors`."
+
+
+class TooManyRequests(AppError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+    default_detail = "Too many requests; retry later."
 
 
 class ServiceUnavailable(AppError):
@@ -102,17 +149,20 @@ class ServiceUnavailable(AppError):
     default_detail = "The service is temporarily unable to answer; retry later."
 
 
-# Codes for errors raised by the framework rather than by our services.
-_HTTP_STATUS_CODES: dict[int, tuple[str, str]] = {
-    400: ("bad_request", "The request could not be understood."),
-    401: ("not_authenticated", "Valid credentials are required."),
-    403: ("forbidden", "You may not perform this action."),
-    404: ("not_found", "No resource exists at this URL."),
-    405: ("method_not_allowed", "This URL does not accept that HTTP method."),
-    406: ("not_acceptable", "The requested representation is not available."),
-    413: ("payload_too_large", "The request body is larger than the limit."),
-    415: ("unsupported_media_type", "The body must be sent as application/json."),
-    429: ("rate_limited", "Too many requests; retry later."),
+# Errors the framework raises as HTTPException, mapped to ours so code, title and detail agree.
+_FRAMEWORK_ERRORS: dict[int, type[AppError]] = {
+    error.status: error
+    for error in (
+        MalformedJSON,  # FastAPI's only 400 is a body it could not parse
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        NotAcceptable,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        TooManyRequests,
+    )
 }
 
 
@@ -143,21 +193,20 @@ def too_large_detail(limit: int) -> str:
 
 async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem_response(
-        exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers, extra=exc.extra
-    )
+    return exc.to_response()
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, default_detail = _HTTP_STATUS_CODES.get(exc.status_code, ("http_error", ""))
-    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase else ""
-    return problem_response(
-        exc.status_code,
-        code,
-        detail or default_detail or HTTPStatus(exc.status_code).description,
-        headers=exc.headers,
-    )
+    error_class = _FRAMEWORK_ERRORS.get(exc.status_code)
+    if error_class is None:
+        phrase = HTTPStatus(exc.status_code)
+        return problem_response(
+            exc.status_code, "http_error", phrase.description, headers=exc.headers
+        )
+    # Keep a detail written for the caller (our 413's limit); drop bare phrases and parser text.
+    own_detail = exc.status_code != 400 and exc.detail != HTTPStatus(exc.status_code).phrase
+    return error_class(exc.detail if own_detail else None, headers=exc.headers).to_response()
 
 
 def _sends_json(request: Request) -> bool:
@@ -170,21 +219,14 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     errors = list(exc.errors())
     if any(error["type"] == "json_invalid" for error in errors):
         reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
-        return problem_response(400, "malformed_json", f"The body is not valid JSON: {reason}.")
+        return MalformedJSON(f"The body is not valid JSON: {reason}.").to_response()
     whole_body_rejected = any(tuple(error["loc"]) == ("body",) for error in errors)
     if whole_body_rejected and not _sends_json(request):
-        code, detail = _HTTP_STATUS_CODES[415]
-        return problem_response(415, code, detail)
+        return UnsupportedMediaType().to_response()
     field_errors = [
         {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in errors
     ]
-    return problem_response(
-        422,
-        "validation_error",
-        "The request has invalid fields; see `errors`.",
-        title="Validation failed",
-        extra={"errors": field_errors},
-    )
+    return ValidationFailed(extra={"errors": field_errors}).to_response()
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -268,7 +310,4 @@ class UnhandledErrorMiddleware:
             logger.exception("unhandled_error", path=scope["path"])
             if response_started:
                 raise
-            response = problem_response(
-                500, AppError.code, AppError.default_detail, title=AppError.title
-            )
-            await response(scope, receive, send)
+            await AppError().to_response()(scope, receive, send)

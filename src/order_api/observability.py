@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from typing import IO, Any
 
 import structlog
+import structlog.tracebacks
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,8 +39,10 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if log_format == "json":
+        # Frame locals can hold tokens and passwords: tracebacks carry code locations only.
+        without_locals = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         final: list[Any] = [
-            structlog.processors.dict_tracebacks,
+            structlog.processors.ExceptionRenderer(without_locals),
             structlog.processors.JSONRenderer(),
         ]
     else:

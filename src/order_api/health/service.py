@@ -20,7 +20,10 @@ async def check_database(engine: AsyncEngine, timeout_seconds: float) -> Compone
     detail: str | None = None
     try:
         async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+            # Autocommit: no transaction, so no wait behind a writer's lock (SQLite) and no
+            # BEGIN/ROLLBACK round trips (PostgreSQL).
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("SELECT 1"))
     except TimeoutError:
         detail = f"timed out after {timeout_seconds} s"
     except (SQLAlchemyError, OSError) as error:

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from order_api.config import Settings
+from order_api.config import load_settings
 from order_api.db import Base, create_engine
 
 target_metadata = Base.metadata
@@ -26,7 +26,7 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_with_own_engine() -> None:
-    engine = create_engine(Settings())
+    engine = create_engine(load_settings())
     try:
         async with engine.begin() as connection:
             await connection.run_sync(run_migrations)
