@@ -23,12 +23,16 @@ from order_api.db import create_engine
 from tests.support import (
     BACKENDS,
     IN_CI,
+    TEST_REDIS_URL,
+    AppBuilder,
     AppFactory,
     create_database,
     delete_all_rows,
+    delete_redis_keys,
     drop_database,
     make_settings,
     postgres_reachable,
+    redis_reachable,
 )
 
 
@@ -96,21 +100,51 @@ async def migrated_database(database_url: str) -> str:
 
 
 @pytest.fixture
-async def make_client(migrated_database: str, tmp_path: Path) -> AsyncIterator[AppFactory]:
-    """Build `create_app(settings)` with overrides, run its lifespan, hand back an ASGI client."""
+async def make_app(migrated_database: str, tmp_path: Path) -> AsyncIterator[AppBuilder]:
+    """Build `create_app(settings)` with overrides and run its lifespan until the test ends."""
     async with AsyncExitStack() as stack:
 
-        async def build(**overrides: Any) -> httpx2.AsyncClient:
+        async def build(**overrides: Any) -> FastAPI:
             url = overrides.pop("database_url", migrated_database)
-            app: FastAPI = create_app(make_settings(url, tmp_path, **overrides))
+            app = create_app(make_settings(url, tmp_path, **overrides))
             await stack.enter_async_context(app.router.lifespan_context(app))
             if url == migrated_database:
                 stack.push_async_callback(delete_all_rows, app.state.engine)
+            return app
+
+        yield build
+
+
+@pytest.fixture
+async def make_client(make_app: AppBuilder) -> AsyncIterator[AppFactory]:
+    """Like make_app, handing back an httpx client over ASGI."""
+    async with AsyncExitStack() as stack:
+
+        async def build(**overrides: Any) -> httpx2.AsyncClient:
+            app = await make_app(**overrides)
             transport = httpx2.ASGITransport(app=app)
             client = httpx2.AsyncClient(transport=transport, base_url="http://testserver")
             return await stack.enter_async_context(client)
 
         yield build
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    problem = await redis_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"CI=true requires Redis: {problem}")
+        pytest.skip(problem)
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """Keys of this test's own, deleted afterwards: the suite never touches anyone else's keys."""
+    prefix = f"order-api-test-{secrets.token_hex(6)}"
+    yield prefix
+    await delete_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture

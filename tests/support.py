@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 import httpx2
+import redis.asyncio
+from fastapi import FastAPI
 from sqlalchemy import delete, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +24,10 @@ TEST_POSTGRES_URL = os.environ.get(
 TEST_SECRET_KEY = "test-secret-" + "x" * 40
 BACKENDS = ["sqlite", "postgresql"]
 
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
 AppFactory = Callable[..., Awaitable[httpx2.AsyncClient]]
+AppBuilder = Callable[..., Awaitable[FastAPI]]
 
 
 def admin_postgres_dsn() -> str:
@@ -37,6 +42,27 @@ async def postgres_reachable() -> str | None:
         return f"PostgreSQL at {TEST_POSTGRES_URL} is not reachable ({type(error).__name__})"
     await connection.close()
     return None
+
+
+async def redis_reachable() -> str | None:
+    client = redis.asyncio.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as error:
+        return f"Redis at {TEST_REDIS_URL} is not reachable ({type(error).__name__})"
+    finally:
+        await client.aclose()
+    return None
+
+
+async def delete_redis_keys(url: str, prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 async def run_as_admin(statement: str) -> None:

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from sqlalchemy import update
 
-from tests.support import TEST_SECRET_KEY
+from order_api.db import create_engine, create_sessionmaker
+from order_api.jobs import outbox
+from order_api.jobs.models import OutboxMessage, OutboxStatus
+from tests.support import TEST_SECRET_KEY, make_settings
 
 ORDER_API = str(Path(sys.executable).parent / "order-api")
 STARTUP_WAIT_SECONDS = 60
@@ -59,9 +63,11 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "migrate", "openapi"])
+@pytest.mark.parametrize(
+    "command", ["serve", "migrate", "openapi", "worker", "jobs", "jobs retry-failed"]
+)
 def test_every_command_answers_help(tmp_path: Path, command: str) -> None:
-    result = run([command, "--help"], tmp_path)
+    result = run([*command.split(), "--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"Usage: order-api {command}" in result.stdout
     assert not (tmp_path / "data").exists()
@@ -71,7 +77,42 @@ def test_root_help_lists_the_commands(tmp_path: Path) -> None:
     result = run(["--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^│ (\w[\w-]*)\s", result.stdout, flags=re.MULTILINE)
-    assert {"serve", "migrate", "openapi"} <= set(listed)
+    assert {"serve", "migrate", "openapi", "worker", "jobs"} <= set(listed)
+
+
+def test_worker_options_are_documented(tmp_path: Path) -> None:
+    assert "--concurrency" in run(["worker", "--help"], tmp_path).stdout
+
+
+def test_worker_needs_redis(tmp_path: Path) -> None:
+    result = run(["worker"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "order-api: the worker needs REDIS_URL; embedded mode runs jobs inside `serve`"
+    )
+
+
+async def test_jobs_retry_failed_requeues_failed_rows(tmp_path: Path) -> None:
+    assert run(["migrate"], tmp_path).returncode == 0
+    database = tmp_path / "data" / "order_api.sqlite3"
+    engine = create_engine(make_settings(f"sqlite:///{database}", tmp_path / "data"))
+    try:
+        async with create_sessionmaker(engine)() as session:
+            failed = await outbox.enqueue(session, "email", {"template": "welcome"})
+            await session.flush()
+            await session.execute(
+                update(OutboxMessage).values(status=OutboxStatus.FAILED, attempts=8)
+            )
+            await session.commit()
+        result = run(["jobs", "retry-failed"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "1 failed job(s) queued again"
+        async with create_sessionmaker(engine)() as session:
+            row = await session.get(OutboxMessage, failed)
+        assert row is not None
+        assert (row.status, row.attempts) == (OutboxStatus.PENDING, 0)
+    finally:
+        await engine.dispose()
 
 
 def test_serve_options_are_documented(tmp_path: Path) -> None:

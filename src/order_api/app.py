@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from order_api import __version__, api_docs, diagnostics
+from order_api.background import Background
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
@@ -32,12 +33,16 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        background = Background.create(settings, app.state.sessionmaker)
+        app.state.background = background
+        await background.start()
         # Long-lived start-up objects never need collecting; freezing them cuts gen-2 GC pauses.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            await background.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -13,8 +13,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from order_api import migrations
 from order_api.app import create_app
+from order_api.background import run_worker
 from order_api.config import ConfigError, Settings, load_settings
-from order_api.db import create_engine
+from order_api.db import create_engine, create_sessionmaker
+from order_api.jobs import outbox
 from order_api.observability import configure_logging
 
 cli = typer.Typer(
@@ -84,6 +86,46 @@ def migrate() -> None:
     settings = settings_or_exit()
     upgrade_or_exit(settings)
     logger.info("migrations_applied", database="sqlite" if settings.is_sqlite else "postgresql")
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(help="Jobs run at once by this process.", min=1, max=1000)
+    ] = 10,
+) -> None:
+    """Run background jobs from the Redis queue until SIGTERM (then finish running jobs)."""
+    settings = settings_or_exit()
+    if settings.redis_url is None:
+        typer.echo(
+            "order-api: the worker needs REDIS_URL; embedded mode runs jobs inside `serve`",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    asyncio.run(run_worker(settings, concurrency))
+
+
+jobs_cli = typer.Typer(help="Inspect and repair background jobs.", no_args_is_help=True)
+cli.add_typer(jobs_cli, name="jobs")
+
+
+@jobs_cli.command("retry-failed")
+def retry_failed() -> None:
+    """Put every failed job back in the queue with fresh attempts."""
+    settings = settings_or_exit()
+    count = asyncio.run(requeue_failed(settings))
+    typer.echo(f"{count} failed job(s) queued again")
+
+
+async def requeue_failed(settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            count = await outbox.retry_failed(session)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return count
 
 
 @cli.command()

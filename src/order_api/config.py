@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     mail_from: str = "order-api <no-reply@localhost>"
 
+    redis_prefix: str = Field(default="order-api", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
+    redis_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    job_max_attempts: int = Field(default=8, ge=1, le=100)
+    job_retry_base_seconds: float = Field(default=2.0, gt=0, le=3600)
+    job_retry_max_seconds: float = Field(default=900.0, gt=0, le=86400)
+    job_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
     rate_limit_enabled: bool = True

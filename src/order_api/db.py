@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from order_api.config import Settings
@@ -88,7 +88,11 @@ def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    # A Session class of its own, so session events (the outbox relay's) apply to this factory only.
+    session_class = type("OrderApiSession", (Session,), {})
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
+    )
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:

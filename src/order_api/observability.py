@@ -12,12 +12,16 @@ from typing import IO, Any
 
 import structlog
 import structlog.tracebacks
+from prometheus_client import Counter
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REDACTED = "[redacted]"
+
+JOBS = Counter("order_api_jobs", "Outbox deliveries by kind and outcome.", ["kind", "outcome"])
+OUTBOX_RELAYED = Counter("order_api_outbox_relayed", "Outbox rows handed to the job queue.")
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
 access_logger = structlog.get_logger("order_api.access")

@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from order_api.config import load_settings
 from order_api.db import Base, create_engine
+from order_api.jobs import models as _jobs_models  # noqa: F401 - registers the tables
 
 target_metadata = Base.metadata
 

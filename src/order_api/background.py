@@ -1,0 +1,84 @@
+"""Wires one process's background machinery: job handlers, broker, outbox relay, worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from taskiq import AsyncBroker, InMemoryBroker
+from taskiq.receiver import Receiver
+
+from order_api.config import Settings
+from order_api.db import create_engine, create_sessionmaker
+from order_api.jobs.broker import create_broker, kicker
+from order_api.jobs.delivery import Handler, JobRuntime
+from order_api.jobs.relay import OutboxRelay
+from order_api.notifications.emails import EMAIL_KIND
+from order_api.notifications.tasks import EmailDelivery
+
+logger = structlog.get_logger(__name__)
+
+
+def job_handlers(settings: Settings) -> dict[str, Handler]:
+    """Every kind of outbox row this service knows how to deliver."""
+    return {EMAIL_KIND: EmailDelivery.from_settings(settings)}
+
+
+@dataclass
+class Background:
+    broker: AsyncBroker
+    relay: OutboxRelay
+
+    @classmethod
+    def create(
+        cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> Background:
+        runtime = JobRuntime.from_settings(settings, sessionmaker, job_handlers(settings))
+        broker = create_broker(settings, runtime)
+        relay = OutboxRelay(
+            sessionmaker,
+            kicker(broker),
+            poll_seconds=settings.outbox_poll_seconds,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        return cls(broker, relay)
+
+    async def start(self) -> None:
+        await self.broker.startup()
+        self.relay.wake_after_outbox_commits()
+        self.relay.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        if isinstance(self.broker, InMemoryBroker):
+            # In-process jobs finish before the database goes; an interrupted one is re-relayed.
+            await self.broker.wait_all()
+        await self.broker.shutdown()
+
+
+async def run_worker(settings: Settings, concurrency: int) -> None:
+    """Consume the Redis job stream until SIGTERM or SIGINT, then finish running jobs and exit."""
+    engine = create_engine(settings)
+    background = Background.create(settings, create_sessionmaker(engine))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await background.start()
+    receiver = Receiver(
+        background.broker,
+        max_async_tasks=concurrency,
+        run_startup=False,
+        wait_tasks_timeout=settings.job_lease_seconds,
+    )
+    logger.info("worker_started", concurrency=concurrency, queue=f"{settings.redis_prefix}:jobs")
+    try:
+        await receiver.listen(stopping)
+    finally:
+        logger.info("worker_stopping")
+        await background.stop()
+        await engine.dispose()
+    logger.info("worker_stopped")

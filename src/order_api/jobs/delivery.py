@@ -1,0 +1,91 @@
+"""One delivery of an outbox row: claim it, run its handler, record the outcome before the ack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from order_api.config import Settings
+from order_api.jobs import outbox
+from order_api.jobs.models import OutboxStatus
+from order_api.observability import JOBS
+
+logger = structlog.get_logger(__name__)
+
+Handler = Callable[[outbox.ClaimedMessage], Awaitable[None]]
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help (a refused recipient, a broken template): fail the row at once."""
+
+
+@dataclass(frozen=True)
+class JobRuntime:
+    """What job functions need, built once per process from the settings."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    handlers: Mapping[str, Handler]
+    retry: outbox.RetryPolicy
+    lease: timedelta
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        handlers: Mapping[str, Handler],
+    ) -> JobRuntime:
+        retry = outbox.RetryPolicy(
+            settings.job_max_attempts,
+            settings.job_retry_base_seconds,
+            settings.job_retry_max_seconds,
+        )
+        return cls(sessionmaker, handlers, retry, timedelta(seconds=settings.job_lease_seconds))
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".strip()
+
+
+async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | None:
+    """Returns the row's new status, or None when another delivery already has or had it."""
+    async with runtime.sessionmaker() as session:
+        message = await outbox.start_processing(session, message_id, runtime.lease)
+        await session.commit()
+    if message is None:
+        logger.info("job_skipped", outbox_id=str(message_id), reason="done or held elsewhere")
+        return None
+    log = logger.bind(outbox_id=str(message.id), kind=message.kind, attempt=message.attempts + 1)
+    handler = runtime.handlers.get(message.kind)
+    try:
+        if handler is None:
+            raise PermanentJobError(f"no handler for outbox kind {message.kind!r}")
+        await handler(message)
+    except Exception as error:
+        async with runtime.sessionmaker() as session:
+            status = await outbox.record_failure(
+                session,
+                message,
+                describe(error),
+                runtime.retry,
+                permanent=isinstance(error, PermanentJobError),
+            )
+            await session.commit()
+        if status is OutboxStatus.FAILED:
+            log.error("job_failed", error=describe(error))
+            JOBS.labels(kind=message.kind, outcome="failed").inc()
+        else:
+            log.warning("job_retry_scheduled", error=describe(error))
+            JOBS.labels(kind=message.kind, outcome="retried").inc()
+        return status
+    async with runtime.sessionmaker() as session:
+        finished = await outbox.mark_done(session, message)
+        await session.commit()
+    log.info("job_succeeded", lease_kept=finished)
+    JOBS.labels(kind=message.kind, outcome="succeeded").inc()
+    return OutboxStatus.DONE

@@ -1,0 +1,178 @@
+"""The outbox's rules: write with the change, claim under a lease, finish once, retry with backoff.
+
+Every state change is one conditional UPDATE, so two relays or two deliveries of the same job
+never both win. Times come from Python (UTC) so SQLite and PostgreSQL compare the same values.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.jobs.models import OutboxMessage, OutboxStatus
+
+RELAY_BATCH_SIZE = 100
+ERROR_TEXT_LIMIT = 2000
+OUTBOX_WRITTEN = "order_api.outbox_written"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any]) -> uuid.UUID:
+    """Record work to do once this session commits; nothing happens if it rolls back."""
+    now = utc_now()
+    message = OutboxMessage(
+        id=uuid.uuid4(), kind=kind, payload=payload, available_at=now, created_at=now
+    )
+    session.add(message)
+    session.info[OUTBOX_WRITTEN] = True
+    return message.id
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    id: uuid.UUID
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    lease_token: uuid.UUID
+
+
+async def claim_due(session: AsyncSession, lease: timedelta) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """Lease the rows the relay should hand to the queue now: new, due retries, and stuck ones."""
+    now = utc_now()
+    token = uuid.uuid4()
+    due = (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status.in_(
+                [OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.PROCESSING]
+            ),
+            OutboxMessage.available_at <= now,
+        )
+        .order_by(OutboxMessage.available_at)
+        .limit(RELAY_BATCH_SIZE)
+    )
+    claimed = await session.execute(
+        update(OutboxMessage)
+        # The repeated time test makes a concurrent relay that waited on the same rows skip them.
+        .where(OutboxMessage.id.in_(due.scalar_subquery()), OutboxMessage.available_at <= now)
+        .values(status=OutboxStatus.PENDING, available_at=now + lease, lease_token=token)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return token, list(claimed.scalars())
+
+
+async def mark_dispatched(
+    session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID, redelivery_after: timedelta
+) -> None:
+    """After the hand-off; a row a fast job already took (or failed) keeps its newer state."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id.in_(ids),
+            OutboxMessage.lease_token == token,
+            OutboxMessage.status == OutboxStatus.PENDING,
+        )
+        .values(status=OutboxStatus.DISPATCHED, available_at=utc_now() + redelivery_after)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def start_processing(
+    session: AsyncSession, message_id: uuid.UUID, lease: timedelta
+) -> ClaimedMessage | None:
+    """Take the row for one delivery; None when it is done, failed, or another job holds it."""
+    now = utc_now()
+    token = uuid.uuid4()
+    row = (
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message_id,
+                or_(
+                    OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.DISPATCHED]),
+                    and_(
+                        OutboxMessage.status == OutboxStatus.PROCESSING,
+                        OutboxMessage.available_at <= now,
+                    ),
+                ),
+            )
+            .values(status=OutboxStatus.PROCESSING, available_at=now + lease, lease_token=token)
+            .returning(OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimedMessage(message_id, row.kind, row.payload, row.attempts, token)
+
+
+async def mark_done(session: AsyncSession, message: ClaimedMessage) -> bool:
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
+        .values(status=OutboxStatus.DONE, completed_at=utc_now(), lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempts: int) -> timedelta:
+        """Exponential in the attempts made, capped, with jitter so retries do not stampede."""
+        ceiling = min(self.base_seconds * 2 ** (attempts - 1), self.max_seconds)
+        return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))  # noqa: S311 - not crypto
+
+
+async def record_failure(
+    session: AsyncSession,
+    message: ClaimedMessage,
+    error: str,
+    policy: RetryPolicy,
+    *,
+    permanent: bool,
+) -> OutboxStatus:
+    """Schedule a retry, or give up when the error is permanent or the attempts are spent."""
+    attempts = message.attempts + 1
+    gives_up = permanent or attempts >= policy.max_attempts
+    status = OutboxStatus.FAILED if gives_up else OutboxStatus.PENDING
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
+        .values(
+            status=status,
+            attempts=attempts,
+            last_error=error[:ERROR_TEXT_LIMIT],
+            available_at=utc_now() + policy.delay(attempts),
+            lease_token=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return status
+
+
+async def retry_failed(session: AsyncSession) -> int:
+    """Put every failed row back in line with fresh attempts; returns how many."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.FAILED)
+        .values(status=OutboxStatus.PENDING, attempts=0, available_at=utc_now(), lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.info[OUTBOX_WRITTEN] = True
+    return int(getattr(result, "rowcount", 0))

@@ -1,0 +1,107 @@
+"""The relay: hands committed outbox rows to the job queue, woken by commits and a timer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from order_api.jobs import outbox
+from order_api.observability import OUTBOX_RELAYED
+
+logger = structlog.get_logger(__name__)
+
+Kick = Callable[[uuid.UUID], Awaitable[None]]
+# Rows handed off but not finished are handed off again after this many job leases.
+REDELIVERY_LEASES = 10
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        kick: Kick,
+        *,
+        poll_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.kick = kick
+        self.poll_seconds = poll_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wake_after_outbox_commits(self) -> None:
+        """Wake on every commit of this sessionmaker's sessions that wrote to the outbox."""
+
+        def after_commit(session: Session) -> None:
+            if session.info.pop(outbox.OUTBOX_WRITTEN, False):
+                self.wake()
+
+        def after_rollback(session: Session) -> None:
+            session.info.pop(outbox.OUTBOX_WRITTEN, None)
+
+        session_class = self.sessionmaker.kw["sync_session_class"]
+        event.listen(session_class, "after_commit", after_commit)
+        event.listen(session_class, "after_soft_rollback", lambda s, _: after_rollback(s))
+
+    async def relay_due(self) -> int:
+        """One pass: lease what is due, hand it to the queue, mark it handed. Returns the count."""
+        async with self.sessionmaker() as session:
+            token, ids = await outbox.claim_due(session, self.lease)
+            await session.commit()
+        handed: list[uuid.UUID] = []
+        for message_id in ids:
+            try:
+                await self.kick(message_id)
+            except Exception as error:
+                # The queue is unreachable: stop this pass. The leases run out and a later pass
+                # hands these rows over again, so nothing is lost and the log says it once a pass.
+                logger.warning(
+                    "outbox_kick_failed", error=repr(error), waiting=len(ids) - len(handed)
+                )
+                break
+            handed.append(message_id)
+        if handed:
+            async with self.sessionmaker() as session:
+                await outbox.mark_dispatched(session, handed, token, self.lease * REDELIVERY_LEASES)
+                await session.commit()
+            OUTBOX_RELAYED.inc(len(handed))
+        return len(handed)
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self.relay_due() == outbox.RELAY_BATCH_SIZE:
+                    pass
+            except (SQLAlchemyError, OSError):
+                logger.warning("outbox_relay_pass_failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop after a last pass, so rows committed just before shutdown are handed over."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            await self.relay_due()

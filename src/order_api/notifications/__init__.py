@@ -1,0 +1,1 @@
+"""E-mail: templates, rendering, and the mailers that send (SMTP) or file (.eml) them."""

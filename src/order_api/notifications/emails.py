@@ -1,0 +1,63 @@
+"""E-mails from Jinja2 templates, queued through the outbox with the change that causes them."""
+
+from __future__ import annotations
+
+import uuid
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.jobs import outbox
+from order_api.jobs.delivery import PermanentJobError
+
+EMAIL_KIND = "email"
+TEMPLATES = ("welcome", "order_confirmation", "order_status_changed")
+
+_environment = Environment(
+    loader=PackageLoader("order_api.notifications", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+async def queue_email(
+    session: AsyncSession, template: str, to: str, context: dict[str, Any]
+) -> uuid.UUID:
+    """Promise an e-mail in the caller's transaction; it is sent only if that commits."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown e-mail template {template!r}")
+    payload = {"template": template, "to": to, "context": context}
+    return await outbox.enqueue(session, EMAIL_KIND, payload)
+
+
+def message_id_for(outbox_id: uuid.UUID, sender: str) -> str:
+    """Stable per outbox row: a redelivered e-mail carries the same Message-ID as the first."""
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "order-api.invalid"
+    return f"<{outbox_id}@{domain}>"
+
+
+def render_email(
+    outbox_id: uuid.UUID, payload: dict[str, Any], sender: str, sent_at: Any
+) -> EmailMessage:
+    template, to, context = payload["template"], payload["to"], payload["context"]
+    try:
+        recipient = Address(addr_spec=to)
+        subject = _environment.get_template(f"{template}.subject.txt").render(context).strip()
+        text = _environment.get_template(f"{template}.txt").render(context)
+        html = _environment.get_template(f"{template}.html").render(context)
+    except (TemplateError, ValueError, IndexError) as error:
+        raise PermanentJobError(f"cannot render {template!r} for {to!r}: {error}") from error
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = recipient
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = message_id_for(outbox_id, sender)
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message

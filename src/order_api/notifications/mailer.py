@@ -1,0 +1,77 @@
+"""Where e-mails go: an SMTP relay in production, `.eml` files under DATA_DIR/mail otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from order_api.config import Settings
+from order_api.jobs.delivery import PermanentJobError
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage, name: str) -> None:
+        """Deliver `message`; `name` is stable per outbox row: a redelivery replaces, not adds."""
+
+
+class SmtpMailer:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.smtp_host is not None
+        self.settings = settings
+
+    async def send(self, message: EmailMessage, name: str) -> None:
+        settings = self.settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
+                password=password,
+                use_tls=settings.smtp_tls == "tls",
+                start_tls=settings.smtp_tls == "starttls",
+                timeout=settings.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refused.code for refused in error.recipients]
+            if all(is_permanent(code) for code in codes):
+                raise PermanentJobError(f"SMTP refused every recipient: {error}") from error
+            raise
+        except aiosmtplib.SMTPResponseException as error:
+            if is_permanent(error.code):
+                raise PermanentJobError(f"SMTP {error.code}: {error.message}") from error
+            raise
+
+
+def is_permanent(smtp_code: int) -> bool:
+    """5xx is the server's final word (unknown user, rejected content); 4xx is worth a retry."""
+    return 500 <= smtp_code < 600
+
+
+class FileMailer:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage, name: str) -> None:
+        await asyncio.to_thread(self._write, message.as_bytes(), name)
+
+    def _write(self, content: bytes, name: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a reader never sees half a message and a rerun replaces it whole.
+        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+        Path(temporary).replace(self.directory / f"{name}.eml")
+
+
+def create_mailer(settings: Settings) -> Mailer:
+    if settings.smtp_host:
+        return SmtpMailer(settings)
+    return FileMailer(settings.data_dir / "mail")

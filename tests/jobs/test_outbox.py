@@ -1,0 +1,207 @@
+"""The outbox end to end in one process: commit, relay, job, SMTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from order_api.jobs import outbox
+from order_api.jobs.delivery import JobRuntime, deliver
+from order_api.jobs.models import OutboxMessage, OutboxStatus
+from order_api.jobs.relay import OutboxRelay
+from order_api.notifications.emails import queue_email
+from tests.jobs.conftest import FAST_JOBS, WELCOME, outbox_row, queue_and_commit
+from tests.smtp_server import SmtpServer
+from tests.support import AppBuilder
+from tests.waiting import wait_until
+
+
+async def status_of(app: FastAPI, message_id: uuid.UUID) -> OutboxStatus | None:
+    row = await outbox_row(app, message_id)
+    return row.status if row else None
+
+
+async def settled(app: FastAPI, message_id: uuid.UUID, status: OutboxStatus) -> OutboxMessage:
+    async def reached() -> bool:
+        return await status_of(app, message_id) == status
+
+    await wait_until(reached, f"outbox row {message_id} to become {status}")
+    row = await outbox_row(app, message_id)
+    assert row is not None
+    return row
+
+
+async def relay_passes(app: FastAPI, count: int = 3) -> None:
+    """Let the relay look at the outbox a few more times (anything left would be sent again)."""
+    for _ in range(count):
+        await app.state.background.relay.relay_due()
+        await app.state.background.broker.wait_all()
+
+
+async def test_committed_change_sends_exactly_one_email(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    message_id = await queue_and_commit(mail_app)
+    row = await settled(mail_app, message_id, OutboxStatus.DONE)
+    await relay_passes(mail_app)
+    assert smtp.inbox.count() == 1
+    [message] = smtp.inbox.messages
+    assert message["Message-ID"] == f"<{message_id}@localhost>"
+    assert message["To"] == "ada@example.com"
+    assert message["From"] == "order-api <no-reply@localhost>"
+    assert message["Subject"] == "Welcome, Ada Lovelace"
+    assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
+    assert row.attempts == 0
+    assert row.completed_at is not None
+
+
+async def test_rolled_back_change_sends_nothing(mail_app: FastAPI, smtp: SmtpServer) -> None:
+    async with mail_app.state.sessionmaker() as session:
+        await queue_email(session, "welcome", "ada@example.com", WELCOME)
+        await session.flush()
+        await session.rollback()
+    await relay_passes(mail_app)
+    async with mail_app.state.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+    assert smtp.inbox.count() == 0
+
+
+async def test_temporary_smtp_failures_are_retried_until_delivered(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    smtp.inbox.temporary_failures = 2
+    message_id = await queue_and_commit(mail_app)
+    row = await settled(mail_app, message_id, OutboxStatus.DONE)
+    await relay_passes(mail_app)
+    assert smtp.inbox.count() == 1
+    assert row.attempts == 2
+    assert row.last_error is not None
+    assert "451" in row.last_error
+
+
+def failed_jobs(kind: str) -> float:
+    value = REGISTRY.get_sample_value("order_api_jobs_total", {"kind": kind, "outcome": "failed"})
+    return value or 0.0
+
+
+async def test_a_job_that_exhausts_its_attempts_is_recorded_as_failed(
+    make_app: AppBuilder, smtp: SmtpServer
+) -> None:
+    app = await make_app(**smtp.settings(), **FAST_JOBS, job_max_attempts=3)
+    smtp.inbox.temporary_failures = 1000
+    failures_before = failed_jobs("email")
+    message_id = await queue_and_commit(app)
+    row = await settled(app, message_id, OutboxStatus.FAILED)
+    assert row.attempts == 3
+    assert row.last_error is not None
+    assert "451" in row.last_error
+    assert failed_jobs("email") == failures_before + 1
+    assert smtp.inbox.count() == 0
+
+
+async def test_permanent_rejection_fails_at_once_and_retry_failed_requeues(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    smtp.inbox.rejected_recipients.add("gone@example.com")
+    message_id = await queue_and_commit(mail_app, to="gone@example.com")
+    row = await settled(mail_app, message_id, OutboxStatus.FAILED)
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert "550" in row.last_error
+
+    smtp.inbox.rejected_recipients.clear()
+    async with mail_app.state.sessionmaker() as session:
+        assert await outbox.retry_failed(session) == 1
+        await session.commit()
+    await settled(mail_app, message_id, OutboxStatus.DONE)
+    assert smtp.inbox.count() == 1
+
+
+async def test_template_error_is_permanent(mail_app: FastAPI, smtp: SmtpServer) -> None:
+    message_id = await queue_and_commit(mail_app, full_name="No e-mail in the context")
+    row = await settled(mail_app, message_id, OutboxStatus.FAILED)
+    assert row.attempts == 1
+    assert row.last_error is not None
+    assert "cannot render 'welcome'" in row.last_error
+    assert "'email' is undefined" in row.last_error
+    assert smtp.inbox.count() == 0
+
+
+async def test_malformed_recipient_is_permanent(mail_app: FastAPI, smtp: SmtpServer) -> None:
+    message_id = await queue_and_commit(mail_app, to="not an address")
+    row = await settled(mail_app, message_id, OutboxStatus.FAILED)
+    assert row.attempts == 1
+    assert smtp.inbox.count() == 0
+
+
+async def test_html_part_escapes_what_users_typed(mail_app: FastAPI, smtp: SmtpServer) -> None:
+    await queue_and_commit(mail_app, full_name="<script>alert(1)</script>", email="x@example.com")
+    await wait_until(lambda: smtp.inbox.count() == 1, "the e-mail")
+    [message] = smtp.inbox.messages
+    html = message.get_body(preferencelist=("html",))
+    text = message.get_body(preferencelist=("plain",))
+    assert html is not None
+    assert text is not None
+    assert "&lt;script&gt;" in html.get_content()
+    assert "<script>" not in html.get_content()
+    assert "<script>alert(1)</script>" in text.get_content()
+
+
+async def test_a_job_delivered_twice_at_once_has_its_effect_once(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    async with mail_app.state.sessionmaker() as session:
+        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
+        # Bypass the relay: this row is never woken, so only our two deliveries touch it.
+        session.info.pop(outbox.OUTBOX_WRITTEN)
+        await session.commit()
+    runtime: JobRuntime = mail_app.state.background.broker.state.runtime
+    outcomes = await asyncio.gather(deliver(runtime, message_id), deliver(runtime, message_id))
+    assert sorted(outcomes, key=str) == sorted([OutboxStatus.DONE, None], key=str)
+    assert smtp.inbox.count() == 1
+
+
+async def test_a_row_whose_job_died_is_relayed_again_after_its_lease(
+    make_app: AppBuilder, smtp: SmtpServer
+) -> None:
+    app = await make_app(**smtp.settings(), **FAST_JOBS, job_lease_seconds=0.3)
+    async with app.state.sessionmaker() as session:
+        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
+        session.info.pop(outbox.OUTBOX_WRITTEN)
+        await session.commit()
+    async with app.state.sessionmaker() as session:
+        # A job took the row and died before finishing: nothing but the lease remains.
+        assert await outbox.start_processing(session, message_id, timedelta(seconds=0.3))
+        await session.commit()
+    row = await settled(app, message_id, OutboxStatus.DONE)
+    assert row.attempts == 0
+    assert smtp.inbox.count() == 1
+
+
+async def test_two_relays_never_hand_off_the_same_row(mail_app: FastAPI) -> None:
+    async with mail_app.state.sessionmaker() as session:
+        for number in range(30):
+            await outbox.enqueue(session, "probe", {"number": number})
+        session.info.pop(outbox.OUTBOX_WRITTEN)
+        await session.commit()
+    handed: list[list[uuid.UUID]] = [[], []]
+
+    def recorder(into: list[uuid.UUID]) -> OutboxRelay:
+        async def kick(message_id: uuid.UUID) -> None:
+            into.append(message_id)
+            await asyncio.sleep(0)
+
+        return OutboxRelay(mail_app.state.sessionmaker, kick, poll_seconds=1, lease_seconds=60)
+
+    first, second = recorder(handed[0]), recorder(handed[1])
+    await asyncio.gather(first.relay_due(), second.relay_due(), first.relay_due())
+    assert len(handed[0]) + len(handed[1]) == 30
+    assert set(handed[0]).isdisjoint(handed[1])
+    async with mail_app.state.sessionmaker() as session:
+        statuses = set((await session.scalars(select(OutboxMessage.status))).all())
+    assert statuses == {OutboxStatus.DISPATCHED}

@@ -1,0 +1,143 @@
+"""The production job path: PostgreSQL, a Redis stream, real `order-api worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from order_api.jobs.models import OutboxStatus
+from tests.jobs.conftest import FAST_JOBS, outbox_row, queue_and_commit
+from tests.smtp_server import SmtpServer
+from tests.support import TEST_SECRET_KEY, AppBuilder
+from tests.waiting import wait_until
+
+ORDER_API = str(Path(sys.executable).parent / "order-api")
+LEASE_SECONDS = 2.0
+
+pytestmark = pytest.mark.only_backend("postgresql")
+
+
+class Workers:
+    """Starts `order-api worker` processes with the test's settings and reaps them afterwards."""
+
+    def __init__(self, env: dict[str, str], directory: Path) -> None:
+        self.env = env
+        self.directory = directory
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [ORDER_API, "worker", "--concurrency", "4"],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
+
+@pytest.fixture
+def job_settings(redis_url: str, redis_prefix: str, smtp: SmtpServer) -> dict[str, object]:
+    return {
+        **smtp.settings(),
+        **FAST_JOBS,
+        "redis_url": redis_url,
+        "redis_prefix": redis_prefix,
+        "job_lease_seconds": LEASE_SECONDS,
+    }
+
+
+@pytest.fixture
+def workers(
+    job_settings: dict[str, object], database_url: str, tmp_path: Path
+) -> Iterator[Workers]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "JOB_", "REDIS_"))}
+    env.update({name.upper(): str(value) for name, value in job_settings.items()})
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": TEST_SECRET_KEY,
+            "ENVIRONMENT": "test",
+            "LOG_FORMAT": "json",
+            "DATA_DIR": str(tmp_path / "worker-data"),
+        }
+    )
+    pool = Workers(env, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture
+async def api(make_app: AppBuilder, job_settings: dict[str, object]) -> FastAPI:
+    """An API process's view: it writes the outbox and relays to Redis; it never runs jobs."""
+    return await make_app(**job_settings)
+
+
+async def wait_for_status(app: FastAPI, message_id: object, status: OutboxStatus) -> None:
+    async def reached() -> bool:
+        row = await outbox_row(app, message_id)  # type: ignore[arg-type]
+        return row is not None and row.status == status
+
+    await wait_until(reached, f"outbox row to become {status}")
+
+
+async def test_a_worker_delivers_a_committed_email_once(
+    api: FastAPI, workers: Workers, smtp: SmtpServer
+) -> None:
+    workers.start()
+    message_id = await queue_and_commit(api)
+    await wait_for_status(api, message_id, OutboxStatus.DONE)
+    await api.state.background.relay.relay_due()
+    assert smtp.inbox.count() == 1
+    assert smtp.inbox.messages[0]["Message-ID"] == f"<{message_id}@localhost>"
+
+
+async def test_a_worker_killed_mid_job_still_yields_exactly_one_email(
+    api: FastAPI, workers: Workers, smtp: SmtpServer
+) -> None:
+    smtp.inbox.recipient_delay_seconds = 3.0
+    doomed = workers.start()
+    message_id = await queue_and_commit(api)
+    await wait_until(smtp.inbox.conversations_started.is_set, "the worker to start SMTP")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    smtp.inbox.recipient_delay_seconds = 0.0
+    workers.start()
+    await wait_for_status(api, message_id, OutboxStatus.DONE)
+    # Give stale deliveries (the stream's redelivery, the relay's sweep) time to show up.
+    for _ in range(3):
+        await api.state.background.relay.relay_due()
+    await wait_until(lambda: smtp.inbox.count() >= 1, "the e-mail")
+    assert smtp.inbox.count() == 1
+
+
+async def test_sigterm_lets_the_running_job_finish(
+    api: FastAPI, workers: Workers, smtp: SmtpServer
+) -> None:
+    smtp.inbox.recipient_delay_seconds = 1.5
+    worker = workers.start()
+    message_id = await queue_and_commit(api)
+    await wait_until(smtp.inbox.conversations_started.is_set, "the worker to start SMTP")
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    assert "worker_stopped" in stderr
+    row = await outbox_row(api, message_id)
+    assert row is not None
+    assert row.status == OutboxStatus.DONE
+    assert smtp.inbox.count() == 1
