@@ -92,6 +92,14 @@ def test_worker_needs_redis(tmp_path: Path) -> None:
     )
 
 
+def test_worker_without_a_reachable_queue_is_one_line(tmp_path: Path) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    result = run(["worker"], tmp_path, REDIS_URL=unreachable, SECRET_KEY=TEST_SECRET_KEY)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("order-api: the worker cannot start:")
+
+
 async def test_jobs_retry_failed_requeues_failed_rows(tmp_path: Path) -> None:
     assert run(["migrate"], tmp_path).returncode == 0
     database = tmp_path / "data" / "order_api.sqlite3"

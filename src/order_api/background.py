@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass
 
 import structlog
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
@@ -46,8 +47,14 @@ class Background:
         )
         return cls(broker, relay)
 
-    async def start(self) -> None:
-        await self.broker.startup()
+    async def start(self, *, queue_required: bool = False) -> None:
+        try:
+            await self.broker.startup()
+        except (RedisError, OSError) as error:
+            if queue_required:
+                raise
+            # An API process serves without the queue; the outbox keeps the work until it returns.
+            logger.warning("job_queue_unreachable_at_start", error=repr(error))
         self.relay.wake_after_outbox_commits()
         self.relay.start()
 
@@ -67,7 +74,7 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    await background.start()
+    await background.start(queue_required=True)
     receiver = Receiver(
         background.broker,
         max_async_tasks=concurrency,

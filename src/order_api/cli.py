@@ -9,6 +9,7 @@ from typing import Annotated
 import structlog
 import typer
 import uvicorn
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from order_api import migrations
@@ -102,7 +103,11 @@ def worker(
             err=True,
         )
         raise typer.Exit(code=2)
-    asyncio.run(run_worker(settings, concurrency))
+    try:
+        asyncio.run(run_worker(settings, concurrency))
+    except (RedisError, OSError, SQLAlchemyError) as error:
+        typer.echo(f"order-api: the worker cannot start: {error}".splitlines()[0], err=True)
+        raise typer.Exit(code=1) from None
 
 
 jobs_cli = typer.Typer(help="Inspect and repair background jobs.", no_args_is_help=True)
