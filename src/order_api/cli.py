@@ -118,7 +118,11 @@ cli.add_typer(jobs_cli, name="jobs")
 def retry_failed() -> None:
     """Put every failed job back in the queue with fresh attempts."""
     settings = settings_or_exit()
-    count = asyncio.run(requeue_failed(settings))
+    try:
+        count = asyncio.run(requeue_failed(settings))
+    except (OSError, SQLAlchemyError) as error:
+        typer.echo(f"order-api: cannot reach the database: {error}".splitlines()[0], err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"{count} failed job(s) queued again")
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from order_api.jobs import outbox
 from order_api.jobs.delivery import JobRuntime, deliver
@@ -56,7 +57,7 @@ async def test_committed_change_sends_exactly_one_email(
     assert message["From"] == "order-api <no-reply@localhost>"
     assert message["Subject"] == "Welcome, Ada Lovelace"
     assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
-    assert row.attempts == 0
+    assert row.attempts == 1
     assert row.completed_at is not None
 
 
@@ -79,7 +80,7 @@ async def test_temporary_smtp_failures_are_retried_until_delivered(
     row = await settled(mail_app, message_id, OutboxStatus.DONE)
     await relay_passes(mail_app)
     assert smtp.inbox.count() == 1
-    assert row.attempts == 2
+    assert row.attempts == 3
     assert row.last_error is not None
     assert "451" in row.last_error
 
@@ -179,7 +180,7 @@ async def test_a_row_whose_job_died_is_relayed_again_after_its_lease(
         assert await outbox.start_processing(session, message_id, timedelta(seconds=0.3))
         await session.commit()
     row = await settled(app, message_id, OutboxStatus.DONE)
-    assert row.attempts == 0
+    assert row.attempts == 2
     assert smtp.inbox.count() == 1
 
 
@@ -205,3 +206,63 @@ async def test_two_relays_never_hand_off_the_same_row(mail_app: FastAPI) -> None
     async with mail_app.state.sessionmaker() as session:
         statuses = set((await session.scalars(select(OutboxMessage.status))).all())
     assert statuses == {OutboxStatus.DISPATCHED}
+
+
+async def test_a_stale_delivery_does_not_jump_a_retrys_backoff(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    async with mail_app.state.sessionmaker() as session:
+        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
+        session.info.pop(outbox.OUTBOX_WRITTEN)
+        await session.flush()
+        later = outbox.utc_now() + timedelta(hours=1)
+        await session.execute(
+            update(OutboxMessage).values(available_at=later, attempts=1, lease_token=None)
+        )
+        await session.commit()
+    runtime: JobRuntime = mail_app.state.background.broker.state.runtime
+    assert await deliver(runtime, message_id) is None
+    assert smtp.inbox.count() == 0
+    assert await status_of(mail_app, message_id) == OutboxStatus.PENDING
+
+
+async def test_a_job_slower_than_its_lease_is_cut_off_not_duplicated(
+    make_app: AppBuilder, smtp: SmtpServer
+) -> None:
+    app = await make_app(**smtp.settings(), **FAST_JOBS, job_lease_seconds=0.6, job_max_attempts=2)
+    smtp.inbox.recipient_delay_seconds = 1.0
+    message_id = await queue_and_commit(app)
+    row = await settled(app, message_id, OutboxStatus.FAILED)
+    assert row.attempts >= 2
+    assert row.last_error is not None
+    assert row.last_error.startswith(("TimeoutError", "PermanentJobError: attempts exhausted"))
+    assert smtp.inbox.count() == 0
+
+
+async def test_times_come_back_timezone_aware_utc(mail_app: FastAPI) -> None:
+    message_id = await queue_and_commit(mail_app)
+    row = await settled(mail_app, message_id, OutboxStatus.DONE)
+    assert row.completed_at is not None
+    assert row.completed_at.utcoffset() == timedelta(0)
+    assert row.created_at.utcoffset() == timedelta(0)
+
+
+async def test_context_values_are_stored_as_json(mail_app: FastAPI, smtp: SmtpServer) -> None:
+    order_id = uuid.uuid4()
+    message_id = await queue_and_commit(
+        mail_app, full_name="Ada", email="ada@example.com", order_id=order_id, total=Decimal("9.90")
+    )
+    row = await settled(mail_app, message_id, OutboxStatus.DONE)
+    assert row.payload["context"]["order_id"] == str(order_id)
+    assert smtp.inbox.count() == 1
+
+
+async def test_a_header_injection_attempt_fails_at_once(
+    mail_app: FastAPI, smtp: SmtpServer
+) -> None:
+    message_id = await queue_and_commit(
+        mail_app, full_name="Ada\r\nBcc: victim@example.com", email="ada@example.com"
+    )
+    row = await settled(mail_app, message_id, OutboxStatus.FAILED)
+    assert row.attempts == 1
+    assert smtp.inbox.count() == 0

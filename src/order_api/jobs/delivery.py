@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -60,12 +61,16 @@ async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | 
     if message is None:
         logger.info("job_skipped", outbox_id=str(message_id), reason="done or held elsewhere")
         return None
-    log = logger.bind(outbox_id=str(message.id), kind=message.kind, attempt=message.attempts + 1)
+    log = logger.bind(outbox_id=str(message.id), kind=message.kind, attempt=message.attempts)
     handler = runtime.handlers.get(message.kind)
     try:
+        if message.attempts > runtime.retry.max_attempts:
+            raise PermanentJobError("attempts exhausted: the last ones outlived their lease")
         if handler is None:
             raise PermanentJobError(f"no handler for outbox kind {message.kind!r}")
-        await handler(message)
+        # Bounded well inside the lease, so no other delivery takes the row while this one runs.
+        async with asyncio.timeout(runtime.lease.total_seconds() / 2):
+            await handler(message)
     except Exception as error:
         async with runtime.sessionmaker() as session:
             status = await outbox.record_failure(
@@ -86,6 +91,8 @@ async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | 
     async with runtime.sessionmaker() as session:
         finished = await outbox.mark_done(session, message)
         await session.commit()
-    log.info("job_succeeded", lease_kept=finished)
+    if not finished:
+        log.warning("job_lease_lost", detail="the row was taken over; its new holder decides")
+    log.info("job_succeeded")
     JOBS.labels(kind=message.kind, outcome="succeeded").inc()
     return OutboxStatus.DONE

@@ -5,10 +5,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, Index, String, Text, Uuid
+from sqlalchemy import JSON, Enum, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from order_api.db import Base
+from order_api.db import Base, UTCDateTime
 
 
 class OutboxStatus(enum.StrEnum):
@@ -39,9 +39,9 @@ class OutboxMessage(Base):
     )
     attempts: Mapped[int] = mapped_column(default=0)
     # When the relay should (re)hand this row to the queue if it is not done by then.
-    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Who holds the row right now (a relay between claim and dispatch, or a running job).
     lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

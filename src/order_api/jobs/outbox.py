@@ -100,14 +100,29 @@ async def start_processing(
             .where(
                 OutboxMessage.id == message_id,
                 or_(
-                    OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.DISPATCHED]),
+                    OutboxMessage.status == OutboxStatus.DISPATCHED,
+                    # Pending: handed over by a relay (it holds a token), or new / due for a retry;
+                    # a stale queue message never jumps a retry's backoff.
+                    and_(
+                        OutboxMessage.status == OutboxStatus.PENDING,
+                        or_(
+                            OutboxMessage.lease_token.is_not(None),
+                            OutboxMessage.available_at <= now,
+                        ),
+                    ),
                     and_(
                         OutboxMessage.status == OutboxStatus.PROCESSING,
                         OutboxMessage.available_at <= now,
                     ),
                 ),
             )
-            .values(status=OutboxStatus.PROCESSING, available_at=now + lease, lease_token=token)
+            # Counted when an attempt starts, so attempts that outlive their lease are counted too.
+            .values(
+                status=OutboxStatus.PROCESSING,
+                available_at=now + lease,
+                lease_token=token,
+                attempts=OutboxMessage.attempts + 1,
+            )
             .returning(OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.attempts)
             .execution_options(synchronize_session=False)
         )
@@ -148,7 +163,7 @@ async def record_failure(
     permanent: bool,
 ) -> OutboxStatus:
     """Schedule a retry, or give up when the error is permanent or the attempts are spent."""
-    attempts = message.attempts + 1
+    attempts = message.attempts
     gives_up = permanent or attempts >= policy.max_attempts
     status = OutboxStatus.FAILED if gives_up else OutboxStatus.PENDING
     await session.execute(
@@ -156,7 +171,6 @@ async def record_failure(
         .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
         .values(
             status=status,
-            attempts=attempts,
             last_error=error[:ERROR_TEXT_LIMIT],
             available_at=utc_now() + policy.delay(attempts),
             lease_token=None,

@@ -87,7 +87,8 @@ class OutboxRelay:
             try:
                 while await self.relay_due() == outbox.RELAY_BATCH_SIZE:
                     pass
-            except (SQLAlchemyError, OSError):
+            except Exception:
+                # Never let one bad pass end the relay: the next pass retries.
                 logger.warning("outbox_relay_pass_failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)

@@ -9,6 +9,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
+from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.jobs import outbox
@@ -31,7 +32,8 @@ async def queue_email(
     """Promise an e-mail in the caller's transaction; it is sent only if that commits."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown e-mail template {template!r}")
-    payload = {"template": template, "to": to, "context": context}
+    # JSON-safe now (UUIDs, decimals, datetimes), so the caller's commit never fails on it later.
+    payload = {"template": template, "to": to, "context": to_jsonable_python(context)}
     return await outbox.enqueue(session, EMAIL_KIND, payload)
 
 
@@ -50,14 +52,14 @@ def render_email(
         subject = _environment.get_template(f"{template}.subject.txt").render(context).strip()
         text = _environment.get_template(f"{template}.txt").render(context)
         html = _environment.get_template(f"{template}.html").render(context)
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = sender
+        message["To"] = recipient
+        message["Date"] = format_datetime(sent_at)
+        message["Message-ID"] = message_id_for(outbox_id, sender)
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
     except (TemplateError, ValueError, IndexError) as error:
         raise PermanentJobError(f"cannot render {template!r} for {to!r}: {error}") from error
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = recipient
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id_for(outbox_id, sender)
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
     return message
