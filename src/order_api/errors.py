@@ -235,13 +235,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: the problem statuses it can answer besides 422 and the default."""
-    return {
-        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
-    }
-
-
 def _is_error_body(response: dict[str, Any]) -> bool:
     """True unless the route declared its own body for this status (readiness's 503 does)."""
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})

@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage
 from order_api.notifications.emails import queue_email
 from tests.smtp_server import SmtpServer
@@ -40,6 +41,15 @@ async def queue_and_commit(
 ) -> uuid.UUID:
     async with app.state.sessionmaker() as session:
         message_id = await queue_email(session, template, to, context or WELCOME)
+        await session.commit()
+    return message_id
+
+
+async def queue_without_waking_the_relay(app: FastAPI) -> uuid.UUID:
+    """Commit a welcome e-mail without the after-commit wake: only the relay's sweep finds it."""
+    async with app.state.sessionmaker() as session:
+        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
+        session.info.pop(outbox.OUTBOX_WRITTEN)
         await session.commit()
     return message_id
 

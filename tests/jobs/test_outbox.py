@@ -16,7 +16,13 @@ from order_api.jobs.delivery import JobRuntime, deliver
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import queue_email
-from tests.jobs.conftest import FAST_JOBS, WELCOME, outbox_row, queue_and_commit
+from tests.jobs.conftest import (
+    FAST_JOBS,
+    WELCOME,
+    outbox_row,
+    queue_and_commit,
+    queue_without_waking_the_relay,
+)
 from tests.smtp_server import SmtpServer
 from tests.support import AppBuilder
 from tests.waiting import wait_until
@@ -156,11 +162,7 @@ async def test_html_part_escapes_what_users_typed(mail_app: FastAPI, smtp: SmtpS
 async def test_a_job_delivered_twice_at_once_has_its_effect_once(
     mail_app: FastAPI, smtp: SmtpServer
 ) -> None:
-    async with mail_app.state.sessionmaker() as session:
-        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
-        # Bypass the relay: this row is never woken, so only our two deliveries touch it.
-        session.info.pop(outbox.OUTBOX_WRITTEN)
-        await session.commit()
+    message_id = await queue_without_waking_the_relay(mail_app)
     runtime: JobRuntime = mail_app.state.background.broker.state.runtime
     outcomes = await asyncio.gather(deliver(runtime, message_id), deliver(runtime, message_id))
     assert sorted(outcomes, key=str) == sorted([OutboxStatus.DONE, None], key=str)
@@ -171,10 +173,7 @@ async def test_a_row_whose_job_died_is_relayed_again_after_its_lease(
     make_app: AppBuilder, smtp: SmtpServer
 ) -> None:
     app = await make_app(**smtp.settings(), **FAST_JOBS, job_lease_seconds=0.3)
-    async with app.state.sessionmaker() as session:
-        message_id = await queue_email(session, "welcome", "ada@example.com", WELCOME)
-        session.info.pop(outbox.OUTBOX_WRITTEN)
-        await session.commit()
+    message_id = await queue_without_waking_the_relay(app)
     async with app.state.sessionmaker() as session:
         # A job took the row and died before finishing: nothing but the lease remains.
         assert await outbox.start_processing(session, message_id, timedelta(seconds=0.3))
