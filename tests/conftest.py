@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from order_api import migrations
 from order_api.app import create_app
 from order_api.config import Settings
 from order_api.db import create_engine
+from tests.accounts import Shop
 from tests.support import (
     BACKENDS,
     IN_CI,
@@ -116,17 +117,32 @@ async def make_app(migrated_database: str, tmp_path: Path) -> AsyncIterator[AppB
 
 
 @pytest.fixture
-async def make_client(make_app: AppBuilder) -> AsyncIterator[AppFactory]:
-    """Like make_app, handing back an httpx client over ASGI."""
+async def make_shop(make_app: AppBuilder) -> AsyncIterator[Callable[..., Awaitable[Shop]]]:
+    """Like make_app, handing back the app with a client: several shops share one database."""
     async with AsyncExitStack() as stack:
 
-        async def build(**overrides: Any) -> httpx2.AsyncClient:
+        async def build(**overrides: Any) -> Shop:
             app = await make_app(**overrides)
             transport = httpx2.ASGITransport(app=app)
             client = httpx2.AsyncClient(transport=transport, base_url="http://testserver")
-            return await stack.enter_async_context(client)
+            return Shop(app, await stack.enter_async_context(client))
 
         yield build
+
+
+@pytest.fixture
+async def make_client(make_shop: Callable[..., Awaitable[Shop]]) -> AppFactory:
+    """Like make_app, handing back an httpx client over ASGI."""
+
+    async def build(**overrides: Any) -> httpx2.AsyncClient:
+        return (await make_shop(**overrides)).client
+
+    return build
+
+
+@pytest.fixture
+async def shop(make_shop: Callable[..., Awaitable[Shop]]) -> Shop:
+    return await make_shop()
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from order_api import __version__, api_docs, diagnostics
+from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
@@ -18,6 +20,8 @@ from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
 from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
 from order_api.health.router import router as health_router
 from order_api.observability import RequestContextMiddleware, configure_logging
+from order_api.security import Passwords, Tokens
+from order_api.users.router import router as users_router
 
 DESCRIPTION = (
     "Orders for a small shop: customers register, browse and order; staff run the catalogue and "
@@ -33,6 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.passwords = passwords_from(settings)
+        app.state.tokens = tokens_from(settings)
         background = Background.create(settings, app.state.sessionmaker)
         app.state.background = background
         await background.start()
@@ -65,6 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(users_router)
     api_docs.install_api_docs(app)
     if settings.environment == "test":
         app.include_router(diagnostics.router)
@@ -79,6 +87,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def passwords_from(settings: Settings) -> Passwords:
+    return Passwords(settings.password_hash_memory_kib, settings.password_hash_iterations)
+
+
+def tokens_from(settings: Settings) -> Tokens:
+    return Tokens(
+        settings.secret,
+        access_lifetime=timedelta(minutes=settings.access_token_expire_minutes),
+        refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
 
 import structlog
 import typer
 import uvicorn
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api import migrations
-from order_api.app import create_app
+from order_api.app import create_app, passwords_from
 from order_api.background import run_worker
-from order_api.config import ConfigError, Settings, load_settings
+from order_api.config import ConfigError, Settings, describe_validation_error, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.observability import configure_logging
+from order_api.users import service as users_service
+from order_api.users.models import Role
+from order_api.users.schemas import UserCreate
+from order_api.users.service import FIRST_ADMIN_EMAIL, EmailTaken
 
 cli = typer.Typer(
-    help="order-api: run the service, migrate its database, print its OpenAPI schema.",
+    help="order-api: run the service and its workers, migrate its database, manage admins.",
     no_args_is_help=True,
     add_completion=False,
 )
 logger = structlog.get_logger("order_api.cli")
+ResultT = TypeVar("ResultT")
 
 
 def settings_or_exit() -> Settings:
@@ -48,13 +57,7 @@ async def upgrade_database(settings: Settings) -> None:
 
 
 def upgrade_or_exit(settings: Settings) -> None:
-    """Migrate, or one line naming what failed and exit code 1 (the trace helps nobody here)."""
-    try:
-        asyncio.run(upgrade_database(settings))
-    except (OSError, SQLAlchemyError) as error:
-        reason = getattr(error, "orig", None) or error
-        typer.echo(f"order-api: cannot migrate the database: {reason}".splitlines()[0], err=True)
-        raise typer.Exit(code=1) from None
+    run_or_exit(upgrade_database(settings), "cannot migrate the database")
 
 
 @cli.command()
@@ -68,6 +71,13 @@ def serve(
     if settings.is_sqlite:
         upgrade_or_exit(settings)
         logger.info("migrations_applied", database="sqlite")
+        password = run_or_exit(create_first_admin(settings), "cannot create the first admin")
+        if password is not None:
+            # stdout, not the log: the password is shown once and never stored in clear.
+            typer.echo(
+                "\nNo admin existed, so one was created. Its password is shown only now:\n"
+                f"  e-mail:   {FIRST_ADMIN_EMAIL}\n  password: {password}\n"
+            )
     logger.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/api/docs")
     uvicorn.run(
         "order_api.app:create_app_from_env",
@@ -79,6 +89,71 @@ def serve(
         access_log=False,
         server_header=False,
     )
+
+
+@cli.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="The admin's e-mail address.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="12-128 characters, not a common password. Prompted for (hidden) when left out.",
+        ),
+    ],
+    full_name: Annotated[str, typer.Option(help="The admin's name.")] = "Administrator",
+) -> None:
+    """Create an admin account (non-interactive when --email and --password are both given)."""
+    settings = settings_or_exit()
+    try:
+        data = UserCreate(email=email, password=password, full_name=full_name)
+    except ValidationError as error:
+        typer.echo(f"order-api: {describe_validation_error(error)}", err=True)
+        raise typer.Exit(code=2) from None
+    if settings.is_sqlite:
+        upgrade_or_exit(settings)
+    try:
+        run_or_exit(register_admin(settings, data), "cannot create the admin")
+    except EmailTaken:
+        typer.echo(f"order-api: an account with the e-mail {data.email} already exists", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"admin {data.email} created")
+
+
+async def register_admin(settings: Settings, data: UserCreate) -> None:
+    async with open_session(settings) as session:
+        await users_service.register_user(session, passwords_from(settings), data, role=Role.ADMIN)
+        await session.commit()
+
+
+async def create_first_admin(settings: Settings) -> str | None:
+    async with open_session(settings) as session:
+        password = await users_service.create_first_admin(session, passwords_from(settings))
+        await session.commit()
+    return password
+
+
+@asynccontextmanager
+async def open_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A session on an engine of its own, for one command; the engine is closed afterwards."""
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def run_or_exit(work: Coroutine[Any, Any, ResultT], failure: str) -> ResultT:
+    """Run a database task; an unreachable or unmigrated database is one line and exit code 1."""
+    try:
+        return asyncio.run(work)
+    except (OSError, SQLAlchemyError) as error:
+        reason = getattr(error, "orig", None) or error
+        typer.echo(f"order-api: {failure}: {reason}".splitlines()[0], err=True)
+        raise typer.Exit(code=1) from None
 
 
 @cli.command()
@@ -118,22 +193,14 @@ cli.add_typer(jobs_cli, name="jobs")
 def retry_failed() -> None:
     """Put every failed job back in the queue with fresh attempts."""
     settings = settings_or_exit()
-    try:
-        count = asyncio.run(requeue_failed(settings))
-    except (OSError, SQLAlchemyError) as error:
-        typer.echo(f"order-api: cannot reach the database: {error}".splitlines()[0], err=True)
-        raise typer.Exit(code=1) from None
+    count = run_or_exit(requeue_failed(settings), "cannot reach the database")
     typer.echo(f"{count} failed job(s) queued again")
 
 
 async def requeue_failed(settings: Settings) -> int:
-    engine = create_engine(settings)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            count = await outbox.retry_failed(session)
-            await session.commit()
-    finally:
-        await engine.dispose()
+    async with open_session(settings) as session:
+        count = await outbox.retry_failed(session)
+        await session.commit()
     return count
 
 

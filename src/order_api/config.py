@@ -28,6 +28,8 @@ PLACEHOLDER_SECRET_KEYS = frozenset(
         "development",
     }
 )
+# OWASP Password Storage Cheat Sheet: equally strong Argon2id (memory KiB, iterations) pairs.
+OWASP_ARGON2_COSTS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
@@ -50,6 +52,9 @@ class Settings(BaseSettings):
 
     access_token_expire_minutes: int = Field(default=15, ge=1, le=1440)
     refresh_token_expire_days: int = Field(default=14, ge=1, le=365)
+    # Argon2id cost; the defaults are OWASP's 19 MiB, 2 iterations line. Tests lower them.
+    password_hash_memory_kib: int = Field(default=19456, ge=64, le=1024 * 1024)
+    password_hash_iterations: int = Field(default=2, ge=1, le=20)
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -139,6 +144,12 @@ class Settings(BaseSettings):
             raise ValueError("DEBUG=true is not allowed in production")
         if "*" in self.allowed_origins:
             raise ValueError("ALLOWED_ORIGINS may not contain '*' in production")
+        cost = (self.password_hash_memory_kib, self.password_hash_iterations)
+        if not any(cost[0] >= memory and cost[1] >= time for memory, time in OWASP_ARGON2_COSTS):
+            raise ValueError(
+                "PASSWORD_HASH_MEMORY_KIB and PASSWORD_HASH_ITERATIONS are below every OWASP "
+                "Argon2id line (for example 19456 KiB with 2 iterations)"
+            )
         return self
 
     @property

@@ -187,6 +187,13 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: the error statuses it answers, documented as problems."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }
+
+
 def too_large_detail(limit: int) -> str:
     return f"The request body is larger than the limit of {limit} bytes."
 

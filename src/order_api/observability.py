@@ -22,6 +22,11 @@ REDACTED = "[redacted]"
 
 JOBS = Counter("order_api_jobs", "Outbox deliveries by kind and outcome.", ["kind", "outcome"])
 OUTBOX_RELAYED = Counter("order_api_outbox_relayed", "Outbox rows handed to the job queue.")
+PASSWORD_CHECKS = Counter(
+    "order_api_password_checks",
+    "Argon2 verifications: against an account's hash, or the dummy hash for unknown e-mails.",
+    ["against"],
+)
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
 access_logger = structlog.get_logger("order_api.access")

@@ -7,9 +7,11 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
+from order_api.auth import models as _auth_models  # noqa: F401 - registers the tables
 from order_api.config import load_settings
 from order_api.db import Base, create_engine
-from order_api.jobs import models as _jobs_models  # noqa: F401 - registers the tables
+from order_api.jobs import models as _jobs_models  # noqa: F401
+from order_api.users import models as _users_models  # noqa: F401
 
 target_metadata = Base.metadata
 

@@ -1,0 +1,1 @@
+"""Login, access and refresh tokens, logout, and the dependencies that guard endpoints."""

@@ -1,0 +1,62 @@
+"""Typed dependencies: who is calling (`CurrentUser`) and whether their role may act."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from order_api.auth import service
+from order_api.db import SessionDep
+from order_api.errors import Forbidden, Unauthorized
+from order_api.security import Passwords, Tokens
+from order_api.users.models import Role, User
+
+TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
+# Reads `Authorization: Bearer` only (never a query string) and gives Swagger its Authorize button.
+bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def get_passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def get_tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.tokens
+    return tokens
+
+
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
+TokensDep = Annotated[Tokens, Depends(get_tokens)]
+
+
+async def current_user(
+    session: SessionDep,
+    tokens: TokensDep,
+    token: Annotated[str | None, Depends(bearer_token)],
+) -> User:
+    if not token:
+        raise Unauthorized()
+    return await service.authenticate(session, tokens, token)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    """A dependency that lets through only the given roles: 401 anonymous, 403 the others."""
+    allowed = frozenset(roles)
+
+    async def user_with_role(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise Forbidden(f"This action needs the role {' or '.join(sorted(allowed))}.")
+        return user
+
+    return user_with_role
+
+
+StaffUser = Annotated[User, Depends(require_role(Role.STAFF, Role.ADMIN))]
+AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]

@@ -1,0 +1,155 @@
+"""Logins, refresh-token rotation with reuse detection, logout, and access-token checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.auth.models import RefreshToken, RefreshTokenFamily
+from order_api.auth.schemas import TokenPair
+from order_api.errors import Unauthorized
+from order_api.fields import normalise_email
+from order_api.security import InvalidToken, Passwords, Tokens, hash_refresh_token
+from order_api.users.models import User
+
+logger = structlog.get_logger(__name__)
+
+
+class InvalidCredentials(Unauthorized):
+    code, title = "invalid_credentials", "Invalid credentials"
+    # One answer for unknown e-mail, wrong password and deactivated account: no enumeration.
+    default_detail = "The e-mail or password is incorrect."
+
+
+class InvalidRefreshToken(Unauthorized):
+    code, title = "invalid_refresh_token", "Invalid refresh token"
+    default_detail = "The refresh token is unknown, used, expired or revoked; log in again."
+
+    def __init__(self) -> None:
+        super().__init__(error="invalid_token")
+
+
+async def log_in(
+    session: AsyncSession, passwords: Passwords, tokens: Tokens, email: str, password: str
+) -> TokenPair:
+    user = await _find_by_email(session, email)
+    # Nothing is held while Argon2 runs (~35 ms): no pooled connection, no SQLite write lock.
+    await session.commit()
+    matches, new_hash = await passwords.verify(password, user.hashed_password if user else None)
+    if user is None or not matches or not user.is_active:
+        if user is None:
+            logger.info("login_failed", reason="unknown_email")
+        else:
+            reason = "wrong_password" if not matches else "inactive"
+            logger.info("login_failed", reason=reason, user_id=str(user.id))
+        raise InvalidCredentials()
+    if new_hash is not None:
+        user.hashed_password = new_hash  # the cost settings changed: upgrade the stored hash
+        logger.info("password_rehashed", user_id=str(user.id))
+    now = datetime.now(UTC)
+    # Expired logins of this user are dead weight; dropping them here keeps the tables bounded.
+    await session.execute(
+        delete(RefreshTokenFamily).where(
+            RefreshTokenFamily.user_id == user.id, RefreshTokenFamily.expires_at <= now
+        )
+    )
+    family = RefreshTokenFamily(
+        id=uuid.uuid4(), user_id=user.id, created_at=now, expires_at=now + tokens.refresh_lifetime
+    )
+    session.add(family)
+    await session.flush()  # the family row first: its tokens reference it
+    return _issue_pair(session, tokens, user.id, family.id, now)
+
+
+async def refresh_session(session: AsyncSession, tokens: Tokens, refresh_token: str) -> TokenPair:
+    """Spend a refresh token for a new pair; spending one twice revokes its whole family."""
+    now = datetime.now(UTC)
+    token_hash = hash_refresh_token(refresh_token)
+    found = (
+        await session.execute(
+            select(RefreshTokenFamily, User)
+            .join(RefreshToken, RefreshToken.family_id == RefreshTokenFamily.id)
+            .join(User, User.id == RefreshTokenFamily.user_id)
+            .where(RefreshToken.token_hash == token_hash)
+        )
+    ).one_or_none()
+    if found is None:
+        raise InvalidRefreshToken()
+    family, user = found.tuple()
+    if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
+        raise InvalidRefreshToken()
+    # The conditional UPDATE is the race's referee: of concurrent spends exactly one matches.
+    spent = await session.scalar(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .returning(RefreshToken.token_hash)
+        .execution_options(synchronize_session=False)
+    )
+    if spent is None:
+        await _revoke_families(session, RefreshTokenFamily.id == family.id, now)
+        # The revocation must outlive the 401 this request answers with, so it commits here.
+        await session.commit()
+        logger.warning("refresh_token_reused", user_id=str(user.id), family_id=str(family.id))
+        raise InvalidRefreshToken()
+    return _issue_pair(session, tokens, user.id, family.id, now)
+
+
+async def log_out(session: AsyncSession, refresh_token: str) -> None:
+    """Revoke the token's family. Unknown tokens are ignored, as RFC 7009 revocation does."""
+    family_id = select(RefreshToken.family_id).where(
+        RefreshToken.token_hash == hash_refresh_token(refresh_token)
+    )
+    await _revoke_families(session, RefreshTokenFamily.id.in_(family_id), datetime.now(UTC))
+
+
+async def end_all_sessions(session: AsyncSession, user: User) -> None:
+    """Logout everywhere: every refresh family revoked, every access token issued so far refused."""
+    now = datetime.now(UTC)
+    user.tokens_valid_after = now
+    await _revoke_families(session, RefreshTokenFamily.user_id == user.id, now)
+
+
+async def authenticate(session: AsyncSession, tokens: Tokens, access_token: str) -> User:
+    """The active user an access token speaks for, read fresh (role included) on every request."""
+    claims = tokens.verify_access(access_token)
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken()
+    if claims.issued_at < user.tokens_valid_after.timestamp():
+        raise InvalidToken()
+    return user
+
+
+async def _find_by_email(session: AsyncSession, email: str) -> User | None:
+    try:
+        normalised = normalise_email(email)
+    except ValueError:
+        return None  # not an address at all, so no account: the caller still verifies a hash
+    return await session.scalar(select(User).where(User.email == normalised))
+
+
+def _issue_pair(
+    session: AsyncSession, tokens: Tokens, user_id: uuid.UUID, family_id: uuid.UUID, now: datetime
+) -> TokenPair:
+    refresh = tokens.new_refresh()
+    session.add(RefreshToken(token_hash=refresh.token_hash, family_id=family_id, created_at=now))
+    access = tokens.issue_access(user_id, now)
+    return TokenPair(
+        access_token=access.token, expires_in=access.expires_in, refresh_token=refresh.token
+    )
+
+
+async def _revoke_families(
+    session: AsyncSession, condition: ColumnElement[bool], now: datetime
+) -> None:
+    await session.execute(
+        update(RefreshTokenFamily)
+        .where(condition, RefreshTokenFamily.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )

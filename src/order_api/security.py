@@ -1,0 +1,149 @@
+"""Password hashing (Argon2id, pwdlib) and tokens: HS256 access JWTs, opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from order_api.errors import Unauthorized
+from order_api.observability import PASSWORD_CHECKS
+
+# Each running hash holds its memory cost in RAM; a few at a time bound that and the CPU it takes.
+HASHING_CONCURRENCY = 4
+
+
+class Passwords:
+    """Hashes and verifies in worker threads, so the event loop keeps serving while Argon2 runs."""
+
+    def __init__(self, memory_kib: int, iterations: int) -> None:
+        hasher = Argon2Hasher(time_cost=iterations, memory_cost=memory_kib, parallelism=1)
+        self._hash = PasswordHash((hasher,))
+        self._limiter = anyio.CapacityLimiter(HASHING_CONCURRENCY)
+        # Verified instead of a real hash when the account is unknown: both cost one Argon2 run.
+        self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._limiter)
+
+    async def verify(self, password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+        """Whether `password` matches, and a new hash to store when the cost settings changed.
+
+        With no stored hash the dummy hash is verified, so an unknown account takes as long.
+        """
+        target = stored_hash or self._dummy_hash
+        matches, new_hash = await anyio.to_thread.run_sync(
+            self._hash.verify_and_update, password, target, limiter=self._limiter
+        )
+        PASSWORD_CHECKS.labels(against="account" if stored_hash else "dummy").inc()
+        if stored_hash is None:
+            return False, None
+        return matches, new_hash if matches else None
+
+
+class InvalidToken(Unauthorized):
+    code, title = "invalid_token", "Invalid token"
+    default_detail = "The access token is malformed, expired or revoked; log in again."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, error="invalid_token")
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    # Seconds since the epoch with microseconds, compared with the user's `tokens_valid_after`.
+    issued_at: float
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token: str
+    token_hash: str
+
+
+class Tokens:
+    """Issues and checks access tokens; makes refresh tokens and the hashes stored for them."""
+
+    ALGORITHM = "HS256"  # hard-coded allow-list: never taken from the token's header
+    ISSUER = AUDIENCE = "order-api"
+    TYPE = "access"
+    LEEWAY_SECONDS = 5  # clock skew between the processes that sign and verify
+    MAX_TOKEN_LENGTH = 4096  # ours are ~300 bytes; anything far longer is not worth decoding
+
+    def __init__(
+        self, secret: str, access_lifetime: timedelta, refresh_lifetime: timedelta
+    ) -> None:
+        self._secret = secret
+        self.access_lifetime = access_lifetime
+        self.refresh_lifetime = refresh_lifetime
+
+    def issue_access(self, user_id: uuid.UUID, now: datetime) -> AccessToken:
+        # A fractional `iat` (RFC 7519 NumericDate allows it) orders a token against a revocation
+        # made in the same second.
+        issued_at = now.timestamp()
+        lifetime = int(self.access_lifetime.total_seconds())
+        claims = {
+            "sub": str(user_id),
+            "type": self.TYPE,
+            "iss": self.ISSUER,
+            "aud": self.AUDIENCE,
+            "iat": issued_at,
+            "exp": issued_at + lifetime,
+        }
+        token = jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
+        return AccessToken(token=token, expires_in=lifetime)
+
+    def verify_access(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; InvalidToken (401) for anything else."""
+        if len(token) > self.MAX_TOKEN_LENGTH:
+            raise InvalidToken()
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self.ALGORITHM],
+                audience=self.AUDIENCE,
+                issuer=[self.ISSUER],
+                leeway=self.LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub", "type", "iss", "aud"]},
+            )
+        except jwt.PyJWTError:
+            raise InvalidToken() from None
+        # PyJWT accepts `exp: "9999999999"`, a string; we accept numbers only.
+        if claims["type"] != self.TYPE or not (_is_time(claims["exp"]) and _is_time(claims["iat"])):
+            raise InvalidToken()
+        try:
+            user_id = uuid.UUID(claims["sub"])
+        except (TypeError, ValueError):
+            raise InvalidToken() from None
+        return AccessClaims(user_id=user_id, issued_at=float(claims["iat"]))
+
+    @staticmethod
+    def new_refresh() -> RefreshToken:
+        token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
+        return RefreshToken(token=token, token_hash=hash_refresh_token(token))
+
+
+def hash_refresh_token(token: str) -> str:
+    """SHA-256 is enough for 256 random bits: the table never holds a usable token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _is_time(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,1 @@
+"""Accounts: registration, profiles, roles, and the staff and admin views of them."""

@@ -1,0 +1,192 @@
+"""Accounts: registration, profile changes, the admin's changes, soft deletion, listings."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.auth import service as auth_service
+from order_api.errors import Conflict, Forbidden, NotFound
+from order_api.notifications.emails import queue_email
+from order_api.security import Passwords
+from order_api.users.models import Role, User
+from order_api.users.schemas import OwnProfileUpdate, UserCreate, UserQuery, UserUpdate
+
+logger = structlog.get_logger(__name__)
+FIRST_ADMIN_EMAIL = "admin@example.com"
+
+
+class EmailTaken(Conflict):
+    code, title = "email_taken", "E-mail already registered"
+    default_detail = "An account with this e-mail address already exists."
+
+
+class WrongCurrentPassword(Forbidden):
+    code, title = "invalid_current_password", "Current password is incorrect"
+    default_detail = "current_password does not match this account's password."
+
+
+class LastAdmin(Conflict):
+    code, title = "last_admin", "Last admin"
+    default_detail = "This change would leave the shop without an active admin."
+
+
+class UserNotFound(NotFound):
+    default_detail = "No user with this id."
+
+
+async def register_user(
+    session: AsyncSession, passwords: Passwords, data: UserCreate, role: Role = Role.CUSTOMER
+) -> User:
+    """A new account; customers also get a welcome e-mail, sent only if the account commits."""
+    # Hash before touching the database, so no connection or SQLite lock waits on Argon2.
+    hashed_password = await passwords.hash(data.password)
+    await _ensure_email_free(session, data.email)
+    now = datetime.now(UTC)
+    user = User(
+        id=uuid.uuid4(),
+        email=data.email,
+        full_name=data.full_name,
+        hashed_password=hashed_password,
+        role=role,
+        is_active=True,
+        tokens_valid_after=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise EmailTaken() from None  # a concurrent registration won the unique constraint
+    if role is Role.CUSTOMER:
+        context = {"full_name": user.full_name, "email": user.email}
+        await queue_email(session, "welcome", user.email, context)
+    logger.info("user_registered", user_id=str(user.id), role=role.value)
+    return user
+
+
+async def update_own_profile(
+    session: AsyncSession, passwords: Passwords, user: User, data: OwnProfileUpdate
+) -> User:
+    new_hash = None
+    if data.current_password is not None:
+        await session.commit()  # release the connection and SQLite lock while Argon2 runs
+        matches, _ = await passwords.verify(data.current_password, user.hashed_password)
+        if not matches:
+            logger.info("current_password_rejected", user_id=str(user.id))
+            raise WrongCurrentPassword()
+        if data.password is not None:
+            new_hash = await passwords.hash(data.password)
+    if data.email is not None and data.email != user.email:
+        await _ensure_email_free(session, data.email)
+        user.email = data.email
+    if data.full_name is not None:
+        user.full_name = data.full_name
+    if new_hash is not None:
+        user.hashed_password = new_hash
+        await auth_service.end_all_sessions(session, user)
+        logger.info("password_changed", user_id=str(user.id))
+    return await _save(session, user)
+
+
+async def update_user(session: AsyncSession, user_id: uuid.UUID, data: UserUpdate) -> User:
+    """An admin's change; a new role or a deactivation takes effect on the very next request."""
+    user = await get_user(session, user_id)
+    if data.email is not None and data.email != user.email:
+        await _ensure_email_free(session, data.email)
+        user.email = data.email
+    if data.full_name is not None:
+        user.full_name = data.full_name
+    demoted = data.role is not None and data.role is not Role.ADMIN
+    if user.role is Role.ADMIN and (demoted or data.is_active is False):
+        await _ensure_another_admin(session, user)
+    if data.role is not None and data.role is not user.role:
+        user.role = data.role
+        user.tokens_valid_after = datetime.now(UTC)
+    if data.is_active is not None and data.is_active is not user.is_active:
+        user.is_active = data.is_active
+        if not data.is_active:
+            await auth_service.end_all_sessions(session, user)
+    return await _save(session, user)
+
+
+async def deactivate_user(session: AsyncSession, actor: User, user_id: uuid.UUID) -> None:
+    """Soft delete, by an admin or the user themself; to anyone else the account does not exist."""
+    if actor.role is not Role.ADMIN and actor.id != user_id:
+        raise UserNotFound()
+    user = await get_user(session, user_id)
+    if not user.is_active:
+        return
+    if user.role is Role.ADMIN:
+        await _ensure_another_admin(session, user)
+    user.is_active = False
+    await auth_service.end_all_sessions(session, user)
+    await _save(session, user)
+    logger.info("user_deactivated", user_id=str(user.id), by=str(actor.id))
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def list_users(session: AsyncSession, query: UserQuery) -> tuple[list[User], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.email:
+        conditions.append(User.email.contains(query.email.lower(), autoescape=True))
+    if query.role is not None:
+        conditions.append(User.role == query.role)
+    if query.is_active is not None:
+        conditions.append(User.is_active.is_(query.is_active))
+    total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
+    users = await session.scalars(
+        select(User)
+        .where(*conditions)
+        .order_by(User.created_at, User.id)
+        .offset(query.offset)
+        .limit(query.page_size)
+    )
+    return list(users), total or 0
+
+
+async def create_first_admin(session: AsyncSession, passwords: Passwords) -> str | None:
+    """On a shop with no admin at all, create one; return its generated password (else None)."""
+    if await session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)):
+        return None
+    password = secrets.token_urlsafe(18)
+    data = UserCreate(email=FIRST_ADMIN_EMAIL, password=password, full_name="Administrator")
+    await register_user(session, passwords, data, role=Role.ADMIN)
+    return password
+
+
+async def _ensure_email_free(session: AsyncSession, email: str) -> None:
+    if await session.scalar(select(User.id).where(User.email == email)):
+        raise EmailTaken()
+
+
+async def _ensure_another_admin(session: AsyncSession, admin: User) -> None:
+    other = await session.scalar(
+        select(User.id)
+        .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != admin.id)
+        .limit(1)
+    )
+    if other is None:
+        raise LastAdmin()
+
+
+async def _save(session: AsyncSession, user: User) -> User:
+    user.updated_at = datetime.now(UTC)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise EmailTaken() from None  # another account took the address in the meantime
+    return user
