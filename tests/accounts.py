@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,3 +85,6 @@ class Shop:
 
     async def refresh(self, refresh_token: str) -> httpx2.Response:
         return await self.client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+ShopFactory = Callable[..., Awaitable[Shop]]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from order_api import migrations
 from order_api.app import create_app
 from order_api.config import Settings
 from order_api.db import create_engine
-from tests.accounts import Shop
+from tests.accounts import Shop, ShopFactory
 from tests.support import (
     BACKENDS,
     IN_CI,
@@ -117,7 +117,7 @@ async def make_app(migrated_database: str, tmp_path: Path) -> AsyncIterator[AppB
 
 
 @pytest.fixture
-async def make_shop(make_app: AppBuilder) -> AsyncIterator[Callable[..., Awaitable[Shop]]]:
+async def make_shop(make_app: AppBuilder) -> AsyncIterator[ShopFactory]:
     """Like make_app, handing back the app with a client: several shops share one database."""
     async with AsyncExitStack() as stack:
 
@@ -131,7 +131,7 @@ async def make_shop(make_app: AppBuilder) -> AsyncIterator[Callable[..., Awaitab
 
 
 @pytest.fixture
-async def make_client(make_shop: Callable[..., Awaitable[Shop]]) -> AppFactory:
+async def make_client(make_shop: ShopFactory) -> AppFactory:
     """Like make_app, handing back an httpx client over ASGI."""
 
     async def build(**overrides: Any) -> httpx2.AsyncClient:
@@ -141,7 +141,7 @@ async def make_client(make_shop: Callable[..., Awaitable[Shop]]) -> AppFactory:
 
 
 @pytest.fixture
-async def shop(make_shop: Callable[..., Awaitable[Shop]]) -> Shop:
+async def shop(make_shop: ShopFactory) -> Shop:
     return await make_shop()
 
 

@@ -64,7 +64,8 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "migrate", "openapi", "worker", "jobs", "jobs retry-failed"]
+    "command",
+    ["serve", "migrate", "openapi", "worker", "jobs", "jobs retry-failed", "create-admin"],
 )
 def test_every_command_answers_help(tmp_path: Path, command: str) -> None:
     result = run([*command.split(), "--help"], tmp_path)
@@ -77,7 +78,7 @@ def test_root_help_lists_the_commands(tmp_path: Path) -> None:
     result = run(["--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^│ (\w[\w-]*)\s", result.stdout, flags=re.MULTILINE)
-    assert {"serve", "migrate", "openapi", "worker", "jobs"} <= set(listed)
+    assert {"serve", "migrate", "openapi", "worker", "jobs", "create-admin"} <= set(listed)
 
 
 def test_worker_options_are_documented(tmp_path: Path) -> None:
@@ -193,10 +194,12 @@ class RunningServer:
     def __init__(self, process: subprocess.Popen[str], port: int) -> None:
         self.process = process
         self.url = f"http://127.0.0.1:{port}"
+        self.stdout = ""
 
     def stop(self) -> str:
+        """SIGTERM, wait, and hand back stderr (the logs); stdout is kept on `self.stdout`."""
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=60)
+        self.stdout, stderr = self.process.communicate(timeout=60)
         return stderr
 
 
@@ -206,7 +209,7 @@ def start_server(tmp_path: Path, *options: str) -> RunningServer:
         [ORDER_API, "serve", "--port", str(port), *options],
         cwd=tmp_path,
         env=command_env(tmp_path),
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )

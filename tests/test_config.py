@@ -31,6 +31,14 @@ def production_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
             {"SECRET_KEY": STRONG_KEY, "ALLOWED_ORIGINS": "https://shop.example,*"},
             "ALLOWED_ORIGINS may not contain '*' in production",
         ),
+        (
+            {"SECRET_KEY": STRONG_KEY, "PASSWORD_HASH_MEMORY_KIB": "19455"},
+            "below every OWASP Argon2id line",
+        ),
+        (
+            {"SECRET_KEY": STRONG_KEY, "PASSWORD_HASH_ITERATIONS": "1"},
+            "below every OWASP Argon2id line",
+        ),
     ],
 )
 def test_production_refuses_unsafe_settings(
@@ -53,6 +61,23 @@ def test_production_accepts_a_safe_configuration(
     assert settings.resolved_database_url == "postgresql+asyncpg://app@db.internal/shop"
     assert settings.resolved_log_format == "json"
     assert not (clean_env / "data").exists()
+
+
+@pytest.mark.parametrize(("memory_kib", "iterations"), [(47104, 1), (19456, 2), (7168, 5)])
+def test_production_accepts_every_owasp_argon2_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, memory_kib: int, iterations: int
+) -> None:
+    production_env(
+        monkeypatch,
+        SECRET_KEY=STRONG_KEY,
+        PASSWORD_HASH_MEMORY_KIB=str(memory_kib),
+        PASSWORD_HASH_ITERATIONS=str(iterations),
+    )
+    settings = load_settings()
+    assert (settings.password_hash_memory_kib, settings.password_hash_iterations) == (
+        memory_kib,
+        iterations,
+    )
 
 
 def test_embedded_mode_creates_a_private_secret_once_and_reuses_it(clean_env: Path) -> None:

@@ -79,7 +79,7 @@ async def refresh_session(session: AsyncSession, tokens: Tokens, refresh_token: 
     ).one_or_none()
     if found is None:
         raise InvalidRefreshToken()
-    family, user = found.tuple()
+    family, user = found
     if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
         raise InvalidRefreshToken()
     # The conditional UPDATE is the race's referee: of concurrent spends exactly one matches.
