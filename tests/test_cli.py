@@ -203,12 +203,12 @@ class RunningServer:
         return stderr
 
 
-def start_server(tmp_path: Path, *options: str) -> RunningServer:
+def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
     port = free_port()
     process = subprocess.Popen(
         [ORDER_API, "serve", "--port", str(port), *options],
         cwd=tmp_path,
-        env=command_env(tmp_path),
+        env=command_env(tmp_path, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
