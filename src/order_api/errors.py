@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_api.observability import current_request_id
@@ -211,9 +212,32 @@ async def http_exception_handler(request: Request, exc: Exception) -> JSONRespon
         return problem_response(
             exc.status_code, "http_error", phrase.description, headers=exc.headers
         )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
     # Keep a detail written for the caller (our 413's limit); drop bare phrases and parser text.
     own_detail = exc.status_code != 400 and exc.detail != HTTPStatus(exc.status_code).phrase
-    return error_class(exc.detail if own_detail else None, headers=exc.headers).to_response()
+    return error_class(exc.detail if own_detail else None, headers=headers).to_response()
+
+
+_METHODS = ("DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the URL answers (RFC 9110 §15.5.6): Starlette names only its first route's.
+
+    Each method is probed through the routes' own matching, the one public door into routers.
+    """
+    base = {"type": "http", "path": request.scope["path"], "root_path": request.scope["root_path"]}
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**base, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def _sends_json(request: Request) -> bool:
