@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -18,6 +19,13 @@ from tests.support import TEST_SECRET_KEY
 ME = "/api/v1/users/me"
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim relative to when the token is minted, not to when the tests were collected."""
+
+    seconds: float
+
+
 def claims_for(user_id: uuid.UUID | str, **changes: Any) -> dict[str, Any]:
     now = time.time()
     claims: dict[str, Any] = {
@@ -28,7 +36,12 @@ def claims_for(user_id: uuid.UUID | str, **changes: Any) -> dict[str, Any]:
         "iat": now,
         "exp": now + 600,
     }
-    claims.update(changes)
+    claims.update(
+        {
+            name: now + value.seconds if isinstance(value, FromNow) else value
+            for name, value in changes.items()
+        }
+    )
     return {name: value for name, value in claims.items() if value is not None}
 
 
@@ -114,11 +127,11 @@ async def test_tokens_signed_with_another_key_are_refused(shop: Shop, key: str) 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"exp": time.time() - 10},  # expired beyond the 5 s leeway
+        {"exp": FromNow(-10)},  # expired beyond the 5 s leeway
         {"exp": None},
         {"iat": None},
-        {"iat": time.time() + 3600},
-        {"nbf": time.time() + 60},
+        {"iat": FromNow(3600)},
+        {"nbf": FromNow(60)},
         {"exp": "9999999999"},
         {"iat": "0"},
         {"exp": True},
