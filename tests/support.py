@@ -91,7 +91,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "secret_key": TEST_SECRET_KEY,
         "data_dir": data_dir,
         "log_format": "json",
-        # Cheap Argon2 for tests; tests/identity/test_passwords.py checks the production profile.
+        # Cheap Argon2 for tests; tests/identity/test_login.py checks the production profile.
         "password_hash_memory_kib": 256,
         "password_hash_iterations": 1,
         "_env_file": None,

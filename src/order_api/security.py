@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from order_api.errors import Unauthorized
 from order_api.observability import PASSWORD_CHECKS
 
+MAX_NUMERIC_DATE = 10**11  # the year 5138: later claims are nonsense, and huge ones overflow
 # Each running hash holds its memory cost in RAM; a few at a time bound that and the CPU it takes.
 HASHING_CONCURRENCY = 4
 
@@ -132,6 +132,8 @@ class Tokens:
             user_id = uuid.UUID(claims["sub"])
         except (TypeError, ValueError):
             raise InvalidToken() from None
+        if str(user_id) != claims["sub"]:
+            raise InvalidToken()  # only the spelling we issue: no braces, urn: prefix or capitals
         return AccessClaims(user_id=user_id, issued_at=float(claims["iat"]))
 
     @staticmethod
@@ -146,4 +148,7 @@ def hash_refresh_token(token: str) -> str:
 
 
 def _is_time(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A NumericDate we can do arithmetic on: a number, not a bool, NaN, infinity or 10**400."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value < MAX_NUMERIC_DATE

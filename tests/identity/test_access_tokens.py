@@ -135,6 +135,9 @@ async def test_tokens_signed_with_another_key_are_refused(shop: Shop, key: str) 
         {"exp": "9999999999"},
         {"iat": "0"},
         {"exp": True},
+        {"exp": 10**400},
+        {"iat": -1},
+        {"iat": -(10**400)},
         {"type": None},
         {"type": "refresh"},
         {"type": "email_verification"},
@@ -160,6 +163,18 @@ async def test_bad_or_unknown_subjects_are_refused(shop: Shop, subject: object) 
     else:
         claims["sub"] = subject
     await assert_invalid_token(shop, mint(claims))
+
+
+@pytest.mark.parametrize("spelling", ["upper", "braces", "urn", "hex"])
+async def test_a_subject_is_only_the_spelling_we_issue(shop: Shop, spelling: str) -> None:
+    user = await shop.create_user()
+    spelled = {
+        "upper": str(user.id).upper(),
+        "braces": "{" + str(user.id) + "}",
+        "urn": user.id.urn,
+        "hex": user.id.hex,
+    }[spelling]
+    await assert_invalid_token(shop, mint(claims_for(spelled)))
 
 
 async def test_a_deactivated_users_token_is_refused(shop: Shop) -> None:

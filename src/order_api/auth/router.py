@@ -59,4 +59,4 @@ async def log_out(session: SessionDep, body: RefreshRequest) -> None:
 )
 async def log_out_everywhere(session: SessionDep, user: CurrentUser) -> None:
     """End every login of the caller: all refresh tokens and all access tokens issued so far."""
-    await service.end_all_sessions(session, user)
+    await service.log_out_everywhere(session, user)

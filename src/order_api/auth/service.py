@@ -40,12 +40,16 @@ async def log_in(
     # Nothing is held while Argon2 runs (~35 ms): no pooled connection, no SQLite write lock.
     await session.commit()
     matches, new_hash = await passwords.verify(password, user.hashed_password if user else None)
-    if user is None or not matches or not user.is_active:
-        if user is None:
-            logger.info("login_failed", reason="unknown_email")
-        else:
-            reason = "wrong_password" if not matches else "inactive"
-            logger.info("login_failed", reason=reason, user_id=str(user.id))
+    if user is None or not matches:
+        reason = "unknown_email" if user is None else "wrong_password"
+        logger.info("login_failed", reason=reason, user_id=str(user.id) if user else None)
+        raise InvalidCredentials()
+    user_id, verified_hash = user.id, user.hashed_password
+    # Locked, then checked again: a password change or deactivation that committed while Argon2
+    # ran wins, and one still to come will see (and revoke) the session this login creates.
+    user = await lock_user(session, user_id)
+    if user is None or not user.is_active or user.hashed_password != verified_hash:
+        logger.info("login_failed", reason="inactive_or_changed", user_id=str(user_id))
         raise InvalidCredentials()
     if new_hash is not None:
         user.hashed_password = new_hash  # the cost settings changed: upgrade the stored hash
@@ -67,20 +71,21 @@ async def log_in(
 
 async def refresh_session(session: AsyncSession, tokens: Tokens, refresh_token: str) -> TokenPair:
     """Spend a refresh token for a new pair; spending one twice revokes its whole family."""
-    now = datetime.now(UTC)
     token_hash = hash_refresh_token(refresh_token)
-    found = (
-        await session.execute(
-            select(RefreshTokenFamily, User)
-            .join(RefreshToken, RefreshToken.family_id == RefreshTokenFamily.id)
-            .join(User, User.id == RefreshTokenFamily.user_id)
-            .where(RefreshToken.token_hash == token_hash)
-        )
-    ).one_or_none()
-    if found is None:
+    family = await session.scalar(
+        select(RefreshTokenFamily)
+        .join(RefreshToken, RefreshToken.family_id == RefreshTokenFamily.id)
+        .where(RefreshToken.token_hash == token_hash)
+    )
+    if family is None:
         raise InvalidRefreshToken()
-    family, user = found
-    if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
+    # Logins, refreshes and revocations of one user take turns on the user's row.
+    user = await lock_user(session, family.user_id)
+    await session.refresh(family)  # as committed by whoever held the lock before us
+    now = datetime.now(UTC)
+    if user is None or not user.is_active:
+        raise InvalidRefreshToken()
+    if family.revoked_at is not None or family.expires_at <= now:
         raise InvalidRefreshToken()
     # The conditional UPDATE is the race's referee: of concurrent spends exactly one matches.
     spent = await session.scalar(
@@ -107,11 +112,33 @@ async def log_out(session: AsyncSession, refresh_token: str) -> None:
     await _revoke_families(session, RefreshTokenFamily.id.in_(family_id), datetime.now(UTC))
 
 
+async def log_out_everywhere(session: AsyncSession, user: User) -> None:
+    locked = await lock_user(session, user.id)
+    if locked is not None:
+        await end_all_sessions(session, locked)
+
+
 async def end_all_sessions(session: AsyncSession, user: User) -> None:
-    """Logout everywhere: every refresh family revoked, every access token issued so far refused."""
+    """Every refresh family revoked, every access token issued so far refused.
+
+    The caller holds the user's row lock (`lock_user`), so no login or refresh slips in between.
+    """
     now = datetime.now(UTC)
     user.tokens_valid_after = now
     await _revoke_families(session, RefreshTokenFamily.user_id == user.id, now)
+
+
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user as committed now, its row locked until this transaction ends.
+
+    PostgreSQL takes a row lock; SQLite's `BEGIN IMMEDIATE` already serialises whole transactions.
+    """
+    return await session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 async def authenticate(session: AsyncSession, tokens: Tokens, access_token: str) -> User:

@@ -75,15 +75,21 @@ async def register_user(
 async def update_own_profile(
     session: AsyncSession, passwords: Passwords, user: User, data: OwnProfileUpdate
 ) -> User:
-    new_hash = None
+    verified_hash, new_hash = user.hashed_password, None
     if data.current_password is not None:
         await session.commit()  # release the connection and SQLite lock while Argon2 runs
-        matches, _ = await passwords.verify(data.current_password, user.hashed_password)
+        matches, _ = await passwords.verify(data.current_password, verified_hash)
         if not matches:
             logger.info("current_password_rejected", user_id=str(user.id))
             raise WrongCurrentPassword()
         if data.password is not None:
             new_hash = await passwords.hash(data.password)
+    user = await _locked(session, user.id)
+    if data.current_password is not None and user.hashed_password != verified_hash:
+        # Rehashed at a login, or changed, while we hashed: check again, this once under the lock.
+        matches, _ = await passwords.verify(data.current_password, user.hashed_password)
+        if not matches:
+            raise WrongCurrentPassword()
     if data.email is not None and data.email != user.email:
         await _ensure_email_free(session, data.email)
         user.email = data.email
@@ -98,15 +104,16 @@ async def update_own_profile(
 
 async def update_user(session: AsyncSession, user_id: uuid.UUID, data: UserUpdate) -> User:
     """An admin's change; a new role or a deactivation takes effect on the very next request."""
-    user = await get_user(session, user_id)
+    target = await get_user(session, user_id)
+    demoted = data.role is not None and data.role is not Role.ADMIN
+    if target.role is Role.ADMIN and (demoted or data.is_active is False):
+        await _lock_admins_keeping_one(session, leaving=user_id)
+    user = await _locked(session, user_id)
     if data.email is not None and data.email != user.email:
         await _ensure_email_free(session, data.email)
         user.email = data.email
     if data.full_name is not None:
         user.full_name = data.full_name
-    demoted = data.role is not None and data.role is not Role.ADMIN
-    if user.role is Role.ADMIN and (demoted or data.is_active is False):
-        await _ensure_another_admin(session, user)
     if data.role is not None and data.role is not user.role:
         user.role = data.role
         user.tokens_valid_after = datetime.now(UTC)
@@ -121,11 +128,12 @@ async def deactivate_user(session: AsyncSession, actor: User, user_id: uuid.UUID
     """Soft delete, by an admin or the user themself; to anyone else the account does not exist."""
     if actor.role is not Role.ADMIN and actor.id != user_id:
         raise UserNotFound()
-    user = await get_user(session, user_id)
+    target = await get_user(session, user_id)
+    if target.role is Role.ADMIN and target.is_active:
+        await _lock_admins_keeping_one(session, leaving=user_id)
+    user = await _locked(session, user_id)
     if not user.is_active:
         return
-    if user.role is Role.ADMIN:
-        await _ensure_another_admin(session, user)
     user.is_active = False
     await auth_service.end_all_sessions(session, user)
     await _save(session, user)
@@ -173,14 +181,25 @@ async def _ensure_email_free(session: AsyncSession, email: str) -> None:
         raise EmailTaken()
 
 
-async def _ensure_another_admin(session: AsyncSession, admin: User) -> None:
-    other = await session.scalar(
+async def _lock_admins_keeping_one(session: AsyncSession, leaving: uuid.UUID) -> None:
+    """Lock every active admin, always in id order (so two of these never deadlock), and refuse
+    the change if `leaving` is the last: two admins demoting each other concurrently take turns.
+    """
+    admins = await session.scalars(
         select(User.id)
-        .where(User.role == Role.ADMIN, User.is_active.is_(True), User.id != admin.id)
-        .limit(1)
+        .where(User.role == Role.ADMIN, User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update()
     )
-    if other is None:
+    if not any(admin_id != leaving for admin_id in admins):
         raise LastAdmin()
+
+
+async def _locked(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await auth_service.lock_user(session, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
 
 
 async def _save(session: AsyncSession, user: User) -> User:
