@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import redis.asyncio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from order_api import __version__, api_docs, diagnostics
+from order_api.adapters.cache import InProcessCache, RedisCache
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.config import Settings, load_settings
@@ -20,6 +22,8 @@ from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
 from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
 from order_api.health.router import router as health_router
 from order_api.observability import RequestContextMiddleware, configure_logging
+from order_api.orders.router import router as orders_router
+from order_api.products.router import router as products_router
 from order_api.security import Passwords, Tokens
 from order_api.users.router import router as users_router
 
@@ -39,6 +43,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.passwords = passwords_from(settings)
         app.state.tokens = tokens_from(settings)
+        redis_client = redis_client_from(settings)
+        app.state.cache = (
+            RedisCache(redis_client, settings.redis_prefix) if redis_client else InProcessCache()
+        )
         background = Background.create(settings, app.state.sessionmaker)
         app.state.background = background
         await background.start()
@@ -49,6 +57,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await background.stop()
+            if redis_client is not None:
+                await redis_client.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -73,6 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(products_router)
+    app.include_router(orders_router)
     api_docs.install_api_docs(app)
     if settings.environment == "test":
         app.include_router(diagnostics.router)
@@ -98,6 +110,16 @@ def tokens_from(settings: Settings) -> Tokens:
         settings.secret,
         access_lifetime=timedelta(minutes=settings.access_token_expire_minutes),
         refresh_lifetime=timedelta(days=settings.refresh_token_expire_days),
+    )
+
+
+def redis_client_from(settings: Settings) -> redis.asyncio.Redis | None:
+    if settings.redis_url is None:
+        return None
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
     )
 
 

@@ -17,12 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api import migrations
+from order_api.adapters.cache import InProcessCache
 from order_api.app import create_app, passwords_from
 from order_api.background import run_worker
 from order_api.config import ConfigError, Settings, describe_validation_error, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.observability import configure_logging
+from order_api.products.demo import seed_demo_catalogue
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate
@@ -71,6 +73,9 @@ def serve(
     if settings.is_sqlite:
         upgrade_or_exit(settings)
         logger.info("migrations_applied", database="sqlite")
+        seeded = run_or_exit(seed_demo(settings), "cannot create the demo catalogue")
+        if seeded:
+            logger.info("demo_catalogue_created", products=seeded)
         password = run_or_exit(create_first_admin(settings), "cannot create the first admin")
         if password is not None:
             # stdout, not the log: the password is shown once and never stored in clear.
@@ -154,6 +159,24 @@ def run_or_exit(work: Coroutine[Any, Any, ResultT], failure: str) -> ResultT:
         reason = getattr(error, "orig", None) or error
         typer.echo(f"order-api: {failure}: {reason}".splitlines()[0], err=True)
         raise typer.Exit(code=1) from None
+
+
+@cli.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create the demo catalogue, if the catalogue is empty."""
+    settings = settings_or_exit()
+    if settings.is_sqlite:
+        upgrade_or_exit(settings)
+    count = run_or_exit(seed_demo(settings), "cannot create the demo catalogue")
+    typer.echo(f"{count} demo product(s) created" if count else "the catalogue is not empty")
+
+
+async def seed_demo(settings: Settings) -> int:
+    # The in-process cache is this command's own; a Redis cache entry expires within a minute.
+    async with open_session(settings) as session:
+        count = await seed_demo_catalogue(session, InProcessCache())
+        await session.commit()
+    return count
 
 
 @cli.command()

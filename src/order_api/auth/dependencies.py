@@ -46,6 +46,17 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+async def optional_user(
+    session: SessionDep,
+    tokens: TokensDep,
+    token: Annotated[str | None, Depends(bearer_token)],
+) -> User | None:
+    """The caller on a public route: None when anonymous, 401 when the token sent is bad."""
+    if not token:
+        return None
+    return await service.authenticate(session, tokens, token)
+
+
 def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
     """A dependency that lets through only the given roles: 401 anonymous, 403 the others."""
     allowed = frozenset(roles)

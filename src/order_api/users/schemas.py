@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from order_api.fields import EmailAddress, SearchText, SingleLine
+from order_api.fields import EmailAddress, PartialUpdate, SearchText, SingleLine
 from order_api.pagination import Page, PageQuery
 from order_api.users.models import Role
 from order_api.users.password_policy import GivenPassword, NewPassword
@@ -37,20 +36,7 @@ class UserPage(Page[UserRead]):
     pass
 
 
-class _PartialUpdate(BaseModel):
-    """Absent fields stay as they are; an explicit null is refused, never stored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def refuse_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null; leave the field out to keep its value")
-        return value
-
-
-class OwnProfileUpdate(_PartialUpdate):
+class OwnProfileUpdate(PartialUpdate):
     full_name: SingleLine | SkipJsonSchema[None] = None
     email: EmailAddress | SkipJsonSchema[None] = None
     password: NewPassword | SkipJsonSchema[None] = None
@@ -66,7 +52,7 @@ class OwnProfileUpdate(_PartialUpdate):
         return self
 
 
-class UserUpdate(_PartialUpdate):
+class UserUpdate(PartialUpdate):
     """What an admin may change on any account (passwords stay their owner's business)."""
 
     full_name: SingleLine | SkipJsonSchema[None] = None

@@ -1,0 +1,1 @@
+"""Orders: placing them against stock, idempotent retries, the lifecycle and its history."""

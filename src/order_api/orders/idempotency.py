@@ -1,0 +1,175 @@
+"""`Idempotency-Key` on order creation: the first outcome is kept 24 hours and replayed.
+
+The key is claimed in a transaction of its own, committed at once, so a concurrent duplicate sees
+the claim (409 request_in_progress) instead of waiting on it; the order and the stored response
+then commit together, so no retry can create a second order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
+from order_api.orders import service
+from order_api.orders.models import IdempotencyRecord
+from order_api.orders.schemas import OrderCreate, OrderRead
+from order_api.users.models import User
+
+RETENTION = timedelta(hours=24)
+# A claim with no outcome after this long belongs to a request that died: the key is free again.
+ABANDONED_AFTER = timedelta(seconds=60)
+# Outcomes worth replaying: the order, and business refusals. Others may pass on a retry.
+STORED_STATUSES = frozenset({201, 409})
+
+
+class KeyReused(ValidationFailed):
+    code, title = "idempotency_key_reused", "Idempotency key reused"
+    default_detail = "This Idempotency-Key was used with a different request body."
+
+
+class RequestInProgress(Conflict):
+    code, title = "request_in_progress", "Request in progress"
+    default_detail = "A request with this Idempotency-Key is still running; retry shortly."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: Any
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def submit_order(
+    session: AsyncSession, customer: User, data: OrderCreate, key: str | None, currency: str
+) -> Outcome:
+    """Place an order; with a key, at most once per key and body, replaying the first outcome."""
+    if key is None:
+        return _created(await service.place_order(session, customer, data, currency))
+    user_id = customer.id  # read now: a rollback below expires `customer`
+    request_hash = _fingerprint(data)
+    record = await _claim(session, user_id, key, request_hash)
+    if record is not None:
+        return _replay(record, request_hash)
+    try:
+        outcome = _created(await service.place_order(session, customer, data, currency))
+    except AppError as error:
+        await session.rollback()
+        stored = error.status in STORED_STATUSES
+        body = json.loads(bytes(error.to_response().body)) if stored else None
+        await _settle(session, user_id, key, error.status, body)
+        raise
+    except BaseException:
+        await session.rollback()
+        await _settle(session, user_id, key, None, None)
+        raise
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+        .values(response_status=outcome.status, response_body=outcome.body)
+    )
+    return outcome
+
+
+async def _claim(
+    session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str
+) -> IdempotencyRecord | None:
+    """None when this request now owns the key; else the record it must answer from."""
+    now = datetime.now(UTC)
+    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
+    existing = await _find(session, user_id, key)
+    if existing is not None:
+        taken_over = _abandoned(existing, now) and await _take_over(
+            session, existing, request_hash, now
+        )
+        await session.commit()
+        return None if taken_over else await _find(session, user_id, key)
+    session.add(
+        IdempotencyRecord(
+            user_id=user_id,
+            key=key,
+            request_hash=request_hash,
+            created_at=now,
+            expires_at=now + RETENTION,
+        )
+    )
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()  # a concurrent request claimed it first
+        return await _find(session, user_id, key)
+    return None
+
+
+async def _settle(
+    session: AsyncSession, user_id: uuid.UUID, key: str, status: int | None, body: Any
+) -> None:
+    """Record a refusal worth replaying, or free the key for a retry; committed at once."""
+    where = (IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+    if body is None:
+        await session.execute(delete(IdempotencyRecord).where(*where))
+    else:
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(*where)
+            .values(response_status=status, response_body=body)
+        )
+    await session.commit()
+
+
+async def _find(session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
+    return await session.scalar(
+        select(IdempotencyRecord)
+        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _take_over(
+    session: AsyncSession, record: IdempotencyRecord, request_hash: str, now: datetime
+) -> bool:
+    """Claim a dead request's key; conditional, so of two retries taking over only one wins."""
+    taken = await session.scalar(
+        update(IdempotencyRecord)
+        .where(
+            IdempotencyRecord.id == record.id,
+            IdempotencyRecord.response_status.is_(None),
+            IdempotencyRecord.created_at == record.created_at,
+        )
+        .values(created_at=now, request_hash=request_hash)
+        .returning(IdempotencyRecord.id)
+        .execution_options(synchronize_session=False)
+    )
+    return taken is not None
+
+
+def _abandoned(record: IdempotencyRecord, now: datetime) -> bool:
+    return record.response_status is None and record.created_at <= now - ABANDONED_AFTER
+
+
+def _replay(record: IdempotencyRecord, request_hash: str) -> Outcome:
+    if record.request_hash != request_hash:
+        raise KeyReused()
+    if record.response_status is None:
+        raise RequestInProgress()
+    media_type = "application/json" if record.response_status < 400 else PROBLEM_MEDIA_TYPE
+    headers = {"Idempotent-Replayed": "true"}
+    return Outcome(record.response_status, record.response_body, media_type, headers)
+
+
+def _created(order: Any) -> Outcome:
+    return Outcome(201, OrderRead.model_validate(order).model_dump(mode="json"))
+
+
+def _fingerprint(data: OrderCreate) -> str:
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,204 @@
+"""Placing orders against stock, moving them through the lifecycle, and reading them back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from order_api.errors import Conflict, NotFound
+from order_api.notifications.emails import queue_email
+from order_api.orders import lifecycle
+from order_api.orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from order_api.orders.schemas import OrderCreate, OrderQuery
+from order_api.products import service as products_service
+from order_api.users.models import Role, User
+
+
+class OrderNotFound(NotFound):
+    # The same answer for someone else's order and for no order at all.
+    default_detail = "No order with this id."
+
+
+class PriceChanged(Conflict):
+    code, title = "price_changed", "Price changed"
+
+
+def is_staff(user: User) -> bool:
+    return user.role in (Role.STAFF, Role.ADMIN)
+
+
+async def place_order(
+    session: AsyncSession, customer: User, data: OrderCreate, currency: str
+) -> Order:
+    """Reserve every line's stock, snapshot names and prices, record the order and its e-mail."""
+    quantities = {item.product_id: item.quantity for item in data.items}
+    reserved = {
+        line.product_id: line for line in await products_service.reserve_stock(session, quantities)
+    }
+    for item in data.items:
+        current = reserved[item.product_id].unit_price_cents
+        if item.unit_price_cents is not None and item.unit_price_cents != current:
+            raise PriceChanged(
+                f"The price of {reserved[item.product_id].name!r} ({item.product_id}) is now "
+                f"{current}, not {item.unit_price_cents}.",
+                extra={"product_id": str(item.product_id), "unit_price_cents": current},
+            )
+    now = datetime.now(UTC)
+    lines = [
+        OrderLine(
+            position=position,
+            product_id=item.product_id,
+            product_name=reserved[item.product_id].name,
+            unit_price_cents=reserved[item.product_id].unit_price_cents,
+            quantity=item.quantity,
+        )
+        for position, item in enumerate(data.items)
+    ]
+    order = Order(
+        id=uuid.uuid4(),
+        customer_id=customer.id,
+        status=OrderStatus.PENDING,
+        total_cents=sum(line.unit_price_cents * line.quantity for line in lines),
+        currency=currency,
+        payment_method_id=data.payment_method_id,
+        created_at=now,
+        updated_at=now,
+        lines=lines,
+    )
+    session.add(order)
+    await session.flush()  # the order row first: its history references it
+    session.add(_event(order, None, OrderStatus.PENDING, customer, now))
+    await queue_email(
+        session, "order_confirmation", customer.email, _email_context(customer, order)
+    )
+    return order
+
+
+async def change_status(
+    session: AsyncSession, actor: User, order_id: uuid.UUID, target: OrderStatus
+) -> Order:
+    """Staff move an order along the lifecycle table."""
+    order = await _visible_order(session, actor, order_id)
+    return await _move(session, actor, order, target)
+
+
+async def cancel_order(session: AsyncSession, actor: User, order_id: uuid.UUID) -> Order:
+    """The customer while it is pending, staff until it ships; the stock goes back on sale."""
+    order = await _visible_order(session, actor, order_id)
+    if not is_staff(actor) and order.status not in lifecycle.CUSTOMER_CANCELLABLE:
+        raise lifecycle.InvalidTransition("Only a pending order can be cancelled by its customer.")
+    return await _move(session, actor, order, OrderStatus.CANCELLED)
+
+
+async def get_order(session: AsyncSession, viewer: User, order_id: uuid.UUID) -> Order:
+    return await _visible_order(session, viewer, order_id)
+
+
+async def list_orders(
+    session: AsyncSession, viewer: User, query: OrderQuery
+) -> tuple[list[Order], int]:
+    """Newest first. Three statements whatever the page size: count, orders, their lines."""
+    conditions: list[ColumnElement[bool]] = []
+    if not is_staff(viewer):
+        conditions.append(Order.customer_id == viewer.id)
+    if query.customer_id is not None:
+        conditions.append(Order.customer_id == query.customer_id)
+    if query.status is not None:
+        conditions.append(Order.status == query.status)
+    total = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
+    orders = await session.scalars(
+        select(Order)
+        .options(selectinload(Order.lines))
+        .where(*conditions)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .offset(query.offset)
+        .limit(query.page_size)
+    )
+    return list(orders), total or 0
+
+
+async def order_events(
+    session: AsyncSession, viewer: User, order_id: uuid.UUID
+) -> list[OrderEvent]:
+    await _visible_order(session, viewer, order_id)
+    events = await session.scalars(
+        select(OrderEvent)
+        .where(OrderEvent.order_id == order_id)
+        .order_by(OrderEvent.at, OrderEvent.id)
+    )
+    return list(events)
+
+
+async def _visible_order(session: AsyncSession, viewer: User, order_id: uuid.UUID) -> Order:
+    order = await session.scalar(
+        select(Order).options(selectinload(Order.lines)).where(Order.id == order_id)
+    )
+    if order is None or not (is_staff(viewer) or order.customer_id == viewer.id):
+        raise OrderNotFound()
+    return order
+
+
+async def _move(session: AsyncSession, actor: User, order: Order, target: OrderStatus) -> Order:
+    previous = order.status
+    lifecycle.check_transition(previous, target)
+    now = datetime.now(UTC)
+    # Conditional on the status we read: of concurrent moves from it exactly one matches.
+    moved = await session.scalar(
+        update(Order)
+        .where(Order.id == order.id, Order.status == previous)
+        .values(status=target, updated_at=now)
+        .returning(Order.id)
+        .execution_options(synchronize_session=False)
+    )
+    if moved is None:
+        raise lifecycle.InvalidTransition("The order's status changed meanwhile; read it again.")
+    set_committed_value(order, "status", target)
+    set_committed_value(order, "updated_at", now)
+    if target is OrderStatus.CANCELLED:
+        quantities = {line.product_id: line.quantity for line in order.lines}
+        await products_service.release_stock(session, quantities)
+    session.add(_event(order, previous, target, actor, now))
+    customer = await session.get(User, order.customer_id)
+    if customer is not None:
+        context = {**_email_context(customer, order), "previous_status": previous.value}
+        await queue_email(session, "order_status_changed", customer.email, context)
+    return order
+
+
+def _event(
+    order: Order, previous: OrderStatus | None, target: OrderStatus, actor: User, at: datetime
+) -> OrderEvent:
+    return OrderEvent(
+        order_id=order.id, from_status=previous, to_status=target, actor_id=actor.id, at=at
+    )
+
+
+def _email_context(customer: User, order: Order) -> dict[str, object]:
+    return {
+        "full_name": customer.full_name,
+        "order_number": order_number(order.id),
+        "status": order.status.value,
+        "lines": [
+            {
+                "quantity": line.quantity,
+                "name": line.product_name,
+                "total": format_money(line.unit_price_cents * line.quantity, order.currency),
+            }
+            for line in order.lines
+        ],
+        "total": format_money(order.total_cents, order.currency),
+    }
+
+
+def order_number(order_id: uuid.UUID) -> str:
+    """What a customer reads and quotes: the id's first eight characters."""
+    return str(order_id)[:8].upper()
+
+
+def format_money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"

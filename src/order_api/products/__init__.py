@@ -1,0 +1,1 @@
+"""The catalogue: products, their prices and stock, and the top sellers."""

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from order_api.adapters.cache import Cache
+from order_api.auth.dependencies import StaffUser, optional_user
+from order_api.db import SessionDep
+from order_api.errors import problem_responses
+from order_api.products import service
+from order_api.products.schemas import (
+    PopularProduct,
+    ProductCreate,
+    ProductPage,
+    ProductQuery,
+    ProductRead,
+    ProductUpdate,
+)
+from order_api.users.models import Role, User
+
+router = APIRouter(prefix="/api/v1/products", tags=["products"])
+
+
+def get_cache(request: Request) -> Cache:
+    cache: Cache = request.app.state.cache
+    return cache
+
+
+def get_currency(request: Request) -> str:
+    currency: str = request.app.state.settings.currency
+    return currency
+
+
+CacheDep = Annotated[Cache, Depends(get_cache)]
+CurrencyDep = Annotated[str, Depends(get_currency)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+def sees_inactive(user: User | None) -> bool:
+    return user is not None and user.role in (Role.STAFF, Role.ADMIN)
+
+
+@router.get("")
+async def list_products(
+    session: SessionDep,
+    currency: CurrencyDep,
+    user: OptionalUser,
+    query: Annotated[ProductQuery, Query()],
+) -> ProductPage:
+    """Products by name; inactive ones only for staff. `q` matches part of the name."""
+    products, total = await service.list_products(session, query, sees_inactive(user))
+    items = [ProductRead.of(product, currency) for product in products]
+    return ProductPage(items=items, total=total, page=query.page, page_size=query.page_size)
+
+
+@router.get("/popular")
+async def popular(
+    session: SessionDep, cache: CacheDep, currency: CurrencyDep
+) -> list[PopularProduct]:
+    """The ten best sellers by units ordered (cancelled orders excluded); up to a minute old."""
+    return await service.popular_products(session, cache, currency)
+
+
+@router.get("/{product_id}", responses=problem_responses(404))
+async def read_product(
+    session: SessionDep, currency: CurrencyDep, user: OptionalUser, product_id: uuid.UUID
+) -> ProductRead:
+    product = await service.get_product(session, product_id, sees_inactive(user))
+    return ProductRead.of(product, currency)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403))
+async def create_product(
+    session: SessionDep, cache: CacheDep, currency: CurrencyDep, _: StaffUser, body: ProductCreate
+) -> ProductRead:
+    return ProductRead.of(await service.create_product(session, cache, body), currency)
+
+
+@router.patch("/{product_id}", responses=problem_responses(401, 403, 404))
+async def update_product(
+    session: SessionDep,
+    cache: CacheDep,
+    currency: CurrencyDep,
+    _: StaffUser,
+    product_id: uuid.UUID,
+    body: ProductUpdate,
+) -> ProductRead:
+    """Change name, description, price, stock or active flag. Past orders keep their prices."""
+    product = await service.update_product(session, cache, product_id, body)
+    return ProductRead.of(product, currency)
+
+
+@router.delete(
+    "/{product_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+async def deactivate_product(
+    session: SessionDep, cache: CacheDep, _: StaffUser, product_id: uuid.UUID
+) -> None:
+    """Take a product off sale (it stays, for the orders that name it)."""
+    await service.deactivate_product(session, cache, product_id)

@@ -1,0 +1,183 @@
+"""The catalogue's rules: listing, changes by staff, stock reserved and released for orders."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import TypeAdapter
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.adapters.cache import Cache
+from order_api.errors import Conflict, NotFound, ValidationFailed
+from order_api.products.models import Product
+from order_api.products.schemas import (
+    PopularProduct,
+    ProductCreate,
+    ProductQuery,
+    ProductRead,
+    ProductUpdate,
+)
+
+POPULAR_CACHE_KEY = "products:popular"
+POPULAR_TTL_SECONDS = 60
+POPULAR_LIMIT = 10
+_POPULAR = TypeAdapter(list[PopularProduct])
+
+
+class ProductNotFound(NotFound):
+    default_detail = "No product with this id."
+
+
+class ProductUnavailable(ValidationFailed):
+    code, title = "product_unavailable", "Product unavailable"
+
+
+class InsufficientStock(Conflict):
+    code, title = "insufficient_stock", "Insufficient stock"
+
+
+@dataclass(frozen=True)
+class ReservedLine:
+    product_id: uuid.UUID
+    name: str
+    unit_price_cents: int
+    quantity: int
+
+
+async def list_products(
+    session: AsyncSession, query: ProductQuery, include_inactive: bool
+) -> tuple[list[Product], int]:
+    conditions: list[ColumnElement[bool]] = []
+    if not include_inactive:
+        conditions.append(Product.is_active.is_(True))
+    if query.q:
+        conditions.append(func.lower(Product.name).contains(query.q.lower(), autoescape=True))
+    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
+    products = await session.scalars(
+        select(Product)
+        .where(*conditions)
+        .order_by(Product.name, Product.id)
+        .offset(query.offset)
+        .limit(query.page_size)
+    )
+    return list(products), total or 0
+
+
+async def get_product(
+    session: AsyncSession, product_id: uuid.UUID, include_inactive: bool
+) -> Product:
+    product = await session.get(Product, product_id)
+    if product is None or not (product.is_active or include_inactive):
+        raise ProductNotFound()
+    return product
+
+
+async def create_product(session: AsyncSession, cache: Cache, data: ProductCreate) -> Product:
+    now = datetime.now(UTC)
+    product = Product(id=uuid.uuid4(), **data.model_dump(), units_sold=0, created_at=now)
+    product.updated_at = now
+    session.add(product)
+    await session.flush()
+    await cache.delete(POPULAR_CACHE_KEY)
+    return product
+
+
+async def update_product(
+    session: AsyncSession, cache: Cache, product_id: uuid.UUID, data: ProductUpdate
+) -> Product:
+    product = await get_product(session, product_id, include_inactive=True)
+    for name, value in data.model_dump(exclude_unset=True).items():
+        setattr(product, name, value)
+    product.updated_at = datetime.now(UTC)
+    await session.flush()
+    await cache.delete(POPULAR_CACHE_KEY)
+    return product
+
+
+async def deactivate_product(session: AsyncSession, cache: Cache, product_id: uuid.UUID) -> None:
+    """Taken off sale; kept, because past orders name it."""
+    product = await get_product(session, product_id, include_inactive=True)
+    product.is_active = False
+    product.updated_at = datetime.now(UTC)
+    await session.flush()
+    await cache.delete(POPULAR_CACHE_KEY)
+
+
+async def popular_products(
+    session: AsyncSession, cache: Cache, currency: str
+) -> list[PopularProduct]:
+    """The top sellers by units in orders that are not cancelled, cached for a minute."""
+    cached = await cache.get(POPULAR_CACHE_KEY)
+    if cached is not None:
+        return _POPULAR.validate_json(cached)
+    products = await session.scalars(
+        select(Product)
+        .where(Product.is_active.is_(True), Product.units_sold > 0)
+        .order_by(Product.units_sold.desc(), Product.name, Product.id)
+        .limit(POPULAR_LIMIT)
+    )
+    popular = [
+        PopularProduct(product=ProductRead.of(product, currency), units_sold=product.units_sold)
+        for product in products
+    ]
+    await cache.set(POPULAR_CACHE_KEY, _POPULAR.dump_json(popular), POPULAR_TTL_SECONDS)
+    return popular
+
+
+async def reserve_stock(
+    session: AsyncSession, quantities: dict[uuid.UUID, int]
+) -> list[ReservedLine]:
+    """Take each quantity from stock with one conditional UPDATE, in product-id order.
+
+    The fixed order means two orders sharing products lock them in the same order: no deadlock.
+    """
+    reserved = []
+    for product_id in sorted(quantities):
+        quantity = quantities[product_id]
+        row = (
+            await session.execute(
+                update(Product)
+                .where(
+                    Product.id == product_id,
+                    Product.is_active.is_(True),
+                    Product.stock >= quantity,
+                )
+                .values(stock=Product.stock - quantity, units_sold=Product.units_sold + quantity)
+                .returning(Product.name, Product.price_cents)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if row is None:
+            await _explain_refusal(session, product_id, quantity)
+        else:
+            name, price = row
+            reserved.append(ReservedLine(product_id, name, price, quantity))
+    return reserved
+
+
+async def release_stock(session: AsyncSession, quantities: dict[uuid.UUID, int]) -> None:
+    """Give a cancelled order's quantities back, in product-id order like `reserve_stock`."""
+    for product_id in sorted(quantities):
+        quantity = quantities[product_id]
+        await session.execute(
+            update(Product)
+            .where(Product.id == product_id)
+            .values(stock=Product.stock + quantity, units_sold=Product.units_sold - quantity)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _explain_refusal(session: AsyncSession, product_id: uuid.UUID, quantity: int) -> None:
+    product = await session.get(Product, product_id, populate_existing=True)
+    extra = {"product_id": str(product_id)}
+    if product is None or not product.is_active:
+        raise ProductUnavailable(
+            f"Product {product_id} does not exist or is not for sale.", extra=extra
+        )
+    raise InsufficientStock(
+        f"Only {product.stock} of {product.name!r} ({product_id}) left; {quantity} requested.",
+        extra={**extra, "available": product.stock},
+    )
