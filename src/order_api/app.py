@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 
 from order_api import __version__, api_docs, diagnostics
 from order_api.adapters.cache import InProcessCache, RedisCache
+from order_api.adapters.pubsub import InProcessPubSub, RedisPubSub
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.config import Settings, load_settings
@@ -47,7 +48,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.cache = (
             RedisCache(redis_client, settings.redis_prefix) if redis_client else InProcessCache()
         )
-        background = Background.create(settings, app.state.sessionmaker)
+        app.state.pubsub = (
+            RedisPubSub(redis_client, settings.redis_prefix) if redis_client else InProcessPubSub()
+        )
+        background = Background.create(settings, app.state.sessionmaker, app.state.pubsub)
         app.state.background = background
         await background.start()
         # Long-lived start-up objects never need collecting; freezing them cuts gen-2 GC pauses.

@@ -6,12 +6,14 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+import redis.asyncio
 import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 
+from order_api.adapters.pubsub import PubSub, RedisPubSub
 from order_api.config import Settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs.broker import create_broker, kicker
@@ -19,13 +21,17 @@ from order_api.jobs.delivery import Handler, JobRuntime
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import EMAIL_KIND
 from order_api.notifications.tasks import EmailDelivery
+from order_api.orders.events import ORDER_EVENT_KIND, OrderEventPublisher
 
 logger = structlog.get_logger(__name__)
 
 
-def job_handlers(settings: Settings) -> dict[str, Handler]:
+def job_handlers(settings: Settings, pubsub: PubSub) -> dict[str, Handler]:
     """Every kind of outbox row this service knows how to deliver."""
-    return {EMAIL_KIND: EmailDelivery.from_settings(settings)}
+    return {
+        EMAIL_KIND: EmailDelivery.from_settings(settings),
+        ORDER_EVENT_KIND: OrderEventPublisher(pubsub),
+    }
 
 
 @dataclass
@@ -35,9 +41,13 @@ class Background:
 
     @classmethod
     def create(
-        cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+        cls,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        pubsub: PubSub,
     ) -> Background:
-        runtime = JobRuntime.from_settings(settings, sessionmaker, job_handlers(settings))
+        handlers = job_handlers(settings, pubsub)
+        runtime = JobRuntime.from_settings(settings, sessionmaker, handlers)
         broker = create_broker(settings, runtime)
         relay = OutboxRelay(
             sessionmaker,
@@ -69,7 +79,11 @@ class Background:
 async def run_worker(settings: Settings, concurrency: int) -> None:
     """Consume the Redis job stream until SIGTERM or SIGINT, then finish running jobs and exit."""
     engine = create_engine(settings)
-    background = Background.create(settings, create_sessionmaker(engine))
+    redis_client = redis.asyncio.Redis.from_url(
+        str(settings.redis_url), socket_timeout=settings.redis_timeout_seconds
+    )
+    pubsub = RedisPubSub(redis_client, settings.redis_prefix)
+    background = Background.create(settings, create_sessionmaker(engine), pubsub)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -87,5 +101,6 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     finally:
         logger.info("worker_stopping")
         await background.stop()
+        await redis_client.aclose()
         await engine.dispose()
     logger.info("worker_stopped")

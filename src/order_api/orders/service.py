@@ -13,6 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from order_api.errors import Conflict, NotFound
 from order_api.notifications.emails import queue_email
 from order_api.orders import lifecycle
+from order_api.orders.events import queue_order_event
 from order_api.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from order_api.orders.schemas import OrderCreate, OrderQuery
 from order_api.products import service as products_service
@@ -73,6 +74,7 @@ async def place_order(
     session.add(order)
     await session.flush()  # the order row first: its history references it
     session.add(_event(order, None, OrderStatus.PENDING, customer, now))
+    await queue_order_event(session, order.id, customer.id, order.status, None, now)
     await queue_email(
         session, "order_confirmation", customer.email, _email_context(customer, order)
     )
@@ -163,6 +165,7 @@ async def _move(session: AsyncSession, actor: User, order: Order, target: OrderS
         quantities = {line.product_id: line.quantity for line in order.lines}
         await products_service.release_stock(session, quantities)
     session.add(_event(order, previous, target, actor, now))
+    await queue_order_event(session, order.id, order.customer_id, target, previous, now)
     customer = await session.get(User, order.customer_id)
     if customer is not None:
         context = {**_email_context(customer, order), "previous_status": previous.value}

@@ -1,0 +1,87 @@
+"""Pub-sub: what one side publishes, every subscriber of the channel receives; order events too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
+from order_api.orders.events import ORDERS_CHANNEL
+from order_api.users.models import Role
+from tests.accounts import Shop
+
+WAIT_SECONDS = 10  # a generous bound for a message to arrive, not a speed assertion
+
+
+async def next_message(messages: AsyncIterator[bytes]) -> bytes:
+    return await asyncio.wait_for(anext(messages), WAIT_SECONDS)
+
+
+async def assert_fan_out(pubsub: PubSub) -> None:
+    async with (
+        pubsub.subscribe("news") as first,
+        pubsub.subscribe("news") as second,
+        pubsub.subscribe("other") as other,
+    ):
+        await pubsub.publish("news", b"hello")
+        assert await next_message(first) == b"hello"
+        assert await next_message(second) == b"hello"
+        with pytest.raises(TimeoutError):  # nothing crosses channels
+            await asyncio.wait_for(anext(other), 0.2)
+
+
+async def test_in_process_pubsub_fans_out_per_channel() -> None:
+    await assert_fan_out(InProcessPubSub())
+
+
+async def test_redis_pubsub_fans_out_per_channel(redis_url: str, redis_prefix: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await assert_fan_out(RedisPubSub(client, redis_prefix))
+    finally:
+        await client.aclose()
+
+
+async def test_redis_pubsub_refuses_to_publish_when_redis_is_down() -> None:
+    # The outbox handler lets this raise, so the event is retried instead of lost.
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        with pytest.raises((RedisConnectionError, OSError)):
+            await RedisPubSub(client, "order-api-test").publish("orders", b"x")
+    finally:
+        await client.aclose()
+
+
+async def test_placing_and_moving_an_order_publishes_its_events(shop: Shop) -> None:
+    staff = await shop.account(Role.STAFF)
+    customer = await shop.account()
+    product = await shop.client.post(
+        "/api/v1/products",
+        json={"name": "Beans", "price_cents": 500, "stock": 3},
+        headers=staff.headers,
+    )
+    async with shop.app.state.pubsub.subscribe(ORDERS_CHANNEL) as events:
+        placed = await shop.client.post(
+            "/api/v1/orders",
+            json={
+                "items": [{"product_id": product.json()["id"], "quantity": 1}],
+                "payment_method_id": "pm_1",
+            },
+            headers=customer.headers,
+        )
+        order_id = placed.json()["id"]
+        paid = await shop.client.post(
+            f"/api/v1/orders/{order_id}/status", json={"status": "PAID"}, headers=staff.headers
+        )
+        assert paid.status_code == 200
+        created, moved = [json.loads(await next_message(events)) for _ in range(2)]
+    assert created["order_id"] == moved["order_id"] == order_id
+    assert created["customer_id"] == str(customer.id)
+    assert (created["previous_status"], created["status"]) == (None, "PENDING")
+    assert (moved["previous_status"], moved["status"]) == ("PENDING", "PAID")
+    assert moved["at"] >= created["at"]
