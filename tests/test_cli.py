@@ -65,7 +65,16 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
 
 @pytest.mark.parametrize(
     "command",
-    ["serve", "migrate", "openapi", "worker", "jobs", "jobs retry-failed", "create-admin"],
+    [
+        "serve",
+        "migrate",
+        "openapi",
+        "worker",
+        "jobs",
+        "jobs retry-failed",
+        "create-admin",
+        "seed-demo",
+    ],
 )
 def test_every_command_answers_help(tmp_path: Path, command: str) -> None:
     result = run([*command.split(), "--help"], tmp_path)
@@ -78,7 +87,8 @@ def test_root_help_lists_the_commands(tmp_path: Path) -> None:
     result = run(["--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^│ (\w[\w-]*)\s", result.stdout, flags=re.MULTILINE)
-    assert {"serve", "migrate", "openapi", "worker", "jobs", "create-admin"} <= set(listed)
+    commands = {"serve", "migrate", "openapi", "worker", "jobs", "create-admin", "seed-demo"}
+    assert commands <= set(listed)
 
 
 def test_worker_options_are_documented(tmp_path: Path) -> None:
