@@ -13,10 +13,15 @@ builder that needs a new kind of object (a product, an order) gets a method on R
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from order_api.orders import service as orders_service
+from order_api.orders.schemas import OrderCreate, OrderItem
+from order_api.products import service as products_service
+from order_api.products.schemas import ProductCreate
 from order_api.users.models import Role
 from tests.accounts import PASSWORD, Account, Shop, new_email
 
@@ -72,6 +77,8 @@ STAFF_AND_ADMIN = Access(
 ADMIN_ONLY = Access(anonymous=UNAUTHENTICATED, customer=FORBIDDEN, staff=FORBIDDEN, admin=ALLOWED)
 # For someone else's object: a non-admin must not learn whether it exists.
 ADMIN_ELSE_HIDDEN = Access(anonymous=UNAUTHENTICATED, customer=HIDDEN, staff=HIDDEN, admin=ALLOWED)
+# For another customer's order: staff handle every order, a customer must not learn it exists.
+STAFF_ELSE_HIDDEN = Access(anonymous=UNAUTHENTICATED, customer=HIDDEN, staff=ALLOWED, admin=ALLOWED)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,33 @@ class RequestContext:
         token: str = response.json()["refresh_token"]
         return token
 
+    async def new_product_id(self) -> str:
+        """A new active product with stock for a few orders, made by the catalogue service."""
+        data = ProductCreate(
+            name=f"Matrix product {uuid.uuid4().hex[:8]}", price_cents=500, stock=5
+        )
+        async with self.shop.app.state.sessionmaker() as session:
+            product = await products_service.create_product(
+                session, self.shop.app.state.cache, data
+            )
+            product_id = str(product.id)
+            await session.commit()
+        return product_id
+
+    async def another_customers_order_id(self) -> str:
+        """A new PENDING order of a new customer who is not the caller, placed by the service."""
+        product_id = uuid.UUID(await self.new_product_id())
+        customer = await self.shop.create_user(Role.CUSTOMER)
+        data = OrderCreate(
+            items=[OrderItem(product_id=product_id, quantity=1)], payment_method_id="pm_matrix"
+        )
+        currency = self.shop.app.state.settings.currency
+        async with self.shop.app.state.sessionmaker() as session:
+            order = await orders_service.place_order(session, customer, data, currency)
+            order_id = str(order.id)
+            await session.commit()
+        return order_id
+
 
 RequestBuilder = Callable[[RequestContext], Awaitable[RequestInput]]
 
@@ -148,6 +182,33 @@ async def rename_another_user(context: RequestContext) -> RequestInput:
     return RequestInput(path_params={"user_id": user_id}, json={"full_name": "Renamed By Admin"})
 
 
+async def new_product_body(context: RequestContext) -> RequestInput:
+    return RequestInput(json={"name": "Matrix mug", "price_cents": 850, "stock": 3})
+
+
+async def a_product(context: RequestContext) -> RequestInput:
+    return RequestInput(path_params={"product_id": await context.new_product_id()})
+
+
+async def reprice_a_product(context: RequestContext) -> RequestInput:
+    product_id = await context.new_product_id()
+    return RequestInput(path_params={"product_id": product_id}, json={"price_cents": 999})
+
+
+async def order_body(context: RequestContext) -> RequestInput:
+    items = [{"product_id": await context.new_product_id(), "quantity": 1}]
+    return RequestInput(json={"items": items, "payment_method_id": "pm_matrix"})
+
+
+async def another_customers_order(context: RequestContext) -> RequestInput:
+    return RequestInput(path_params={"order_id": await context.another_customers_order_id()})
+
+
+async def pay_another_customers_order(context: RequestContext) -> RequestInput:
+    order_id = await context.another_customers_order_id()
+    return RequestInput(path_params={"order_id": order_id}, json={"status": "PAID"})
+
+
 @dataclass(frozen=True)
 class Rule:
     access: Access
@@ -174,4 +235,20 @@ MATRIX: dict[Operation, Rule] = {
     ("GET", "/api/v1/users/{user_id}"): Rule(ADMIN_ONLY, another_user),
     ("PATCH", "/api/v1/users/{user_id}"): Rule(ADMIN_ONLY, rename_another_user),
     ("DELETE", "/api/v1/users/{user_id}"): Rule(ADMIN_ELSE_HIDDEN, another_user),
+    # Products
+    ("GET", "/api/v1/products"): Rule(EVERYONE),
+    ("GET", "/api/v1/products/popular"): Rule(EVERYONE),
+    ("GET", "/api/v1/products/{product_id}"): Rule(EVERYONE, a_product),
+    ("POST", "/api/v1/products"): Rule(STAFF_AND_ADMIN, new_product_body),
+    ("PATCH", "/api/v1/products/{product_id}"): Rule(STAFF_AND_ADMIN, reprice_a_product),
+    ("DELETE", "/api/v1/products/{product_id}"): Rule(STAFF_AND_ADMIN, a_product),
+    # Orders
+    ("POST", "/api/v1/orders"): Rule(SIGNED_IN, order_body),
+    ("GET", "/api/v1/orders"): Rule(SIGNED_IN),
+    ("GET", "/api/v1/orders/{order_id}"): Rule(STAFF_ELSE_HIDDEN, another_customers_order),
+    ("POST", "/api/v1/orders/{order_id}/cancel"): Rule(STAFF_ELSE_HIDDEN, another_customers_order),
+    ("GET", "/api/v1/orders/{order_id}/events"): Rule(STAFF_ELSE_HIDDEN, another_customers_order),
+    ("POST", "/api/v1/orders/{order_id}/status"): Rule(
+        STAFF_AND_ADMIN, pay_another_customers_order
+    ),
 }

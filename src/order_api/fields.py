@@ -17,7 +17,8 @@ def reject_control_characters(value: str) -> str:
 
 
 def reject_control_characters_but_line_breaks(value: str) -> str:
-    return reject_control_characters(value.replace("\n", "").replace("\r", "").replace("\t", ""))
+    reject_control_characters(value.replace("\n", "").replace("\r", "").replace("\t", ""))
+    return value
 
 
 def normalise_email(value: str) -> str:

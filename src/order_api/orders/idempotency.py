@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
+from order_api.observability import current_request_id
 from order_api.orders import service
 from order_api.orders.models import IdempotencyRecord
 from order_api.orders.schemas import OrderCreate, OrderRead
@@ -161,9 +162,12 @@ def _replay(record: IdempotencyRecord, request_hash: str) -> Outcome:
         raise KeyReused()
     if record.response_status is None:
         raise RequestInProgress()
-    media_type = "application/json" if record.response_status < 400 else PROBLEM_MEDIA_TYPE
     headers = {"Idempotent-Replayed": "true"}
-    return Outcome(record.response_status, record.response_body, media_type, headers)
+    if record.response_status < 400:
+        return Outcome(record.response_status, record.response_body, headers=headers)
+    # The first problem again, under this request's id, as every problem's `request_id` is.
+    body = {**(record.response_body or {}), "request_id": current_request_id()}
+    return Outcome(record.response_status, body, PROBLEM_MEDIA_TYPE, headers)
 
 
 def _created(order: Any) -> Outcome:

@@ -107,8 +107,8 @@ async def list_orders(
     """Newest first. Three statements whatever the page size: count, orders, their lines."""
     conditions: list[ColumnElement[bool]] = []
     if not is_staff(viewer):
-        conditions.append(Order.customer_id == viewer.id)
-    if query.customer_id is not None:
+        conditions.append(Order.customer_id == viewer.id)  # their own, whatever they filter by
+    elif query.customer_id is not None:
         conditions.append(Order.customer_id == query.customer_id)
     if query.status is not None:
         conditions.append(Order.status == query.status)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
@@ -36,13 +36,15 @@ def get_currency(request: Request) -> str:
 CacheDep = Annotated[Cache, Depends(get_cache)]
 CurrencyDep = Annotated[str, Depends(get_currency)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
+# Public, and a token is welcome (staff then see inactive products): OpenAPI's "optional auth".
+OPTIONAL_AUTH: dict[str, Any] = {"security": [{}, {"OAuth2PasswordBearer": []}]}
 
 
 def sees_inactive(user: User | None) -> bool:
     return user is not None and user.role in (Role.STAFF, Role.ADMIN)
 
 
-@router.get("")
+@router.get("", openapi_extra=OPTIONAL_AUTH)
 async def list_products(
     session: SessionDep,
     currency: CurrencyDep,
@@ -63,7 +65,7 @@ async def popular(
     return await service.popular_products(session, cache, currency)
 
 
-@router.get("/{product_id}", responses=problem_responses(404))
+@router.get("/{product_id}", responses=problem_responses(404), openapi_extra=OPTIONAL_AUTH)
 async def read_product(
     session: SessionDep, currency: CurrencyDep, user: OptionalUser, product_id: uuid.UUID
 ) -> ProductRead:
