@@ -36,10 +36,30 @@ async def order(
     return await shop.client.post(ORDERS, json=body, headers=headers)
 
 
-async def stock_of(shop: Shop, product_id: str) -> int:
-    """The stock as stored, read from the database rather than through the API."""
+async def submit_order(
+    shop: Shop, headers: dict[str, str], items: list[dict[str, Any]], **extra: Any
+) -> httpx2.Response:
+    """POST /orders with the lines as given (dicts); `extra` adds or replaces fields."""
+    body = {"items": items, "payment_method_id": PAYMENT_METHOD_ID, **extra}
+    return await shop.client.post(ORDERS, json=body, headers=headers)
+
+
+def sessions(shop: Shop) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = shop.app.state.sessionmaker
-    async with sessionmaker() as session:
+    return sessionmaker
+
+
+async def product_row(shop: Shop, product_id: str) -> Product:
+    """The product as stored, read from the database rather than through the API."""
+    async with sessions(shop)() as session:
         product = await session.get(Product, uuid.UUID(product_id))
     assert product is not None, f"no product {product_id} in the database"
-    return product.stock
+    return product
+
+
+async def stock_of(shop: Shop, product_id: str) -> int:
+    return (await product_row(shop, product_id)).stock
+
+
+async def units_sold(shop: Shop, product_id: str) -> int:
+    return (await product_row(shop, product_id)).units_sold

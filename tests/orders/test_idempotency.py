@@ -10,49 +10,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx2
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.jobs.models import OutboxMessage
 from order_api.orders.models import IdempotencyRecord, Order
-from order_api.products.models import Product
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
+from tests.catalogue import create_product, sessions, stock_of
+from tests.catalogue import submit_order as order
 from tests.test_errors import assert_problem
 
 ORDERS = "/api/v1/orders"
 REPLAYED = "Idempotent-Replayed"
-
-
-async def create_product(
-    shop: Shop, staff_headers: dict[str, str], **fields: Any
-) -> dict[str, Any]:
-    body = {"name": f"Product {uuid.uuid4().hex[:8]}", "price_cents": 1000, "stock": 10, **fields}
-    response = await shop.client.post("/api/v1/products", json=body, headers=staff_headers)
-    assert response.status_code == 201, response.text
-    product: dict[str, Any] = response.json()
-    return product
-
-
-async def order(
-    shop: Shop, headers: dict[str, str], items: list[dict[str, Any]], **extra: Any
-) -> httpx2.Response:
-    body = {"items": items, "payment_method_id": "pm_card_visa", **extra}
-    return await shop.client.post(ORDERS, json=body, headers=headers)
-
-
-def sessions(shop: Shop) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = shop.app.state.sessionmaker
-    return sessionmaker
-
-
-async def stock_of(shop: Shop, product_id: str) -> int:
-    async with sessions(shop)() as session:
-        product = await session.get(Product, uuid.UUID(product_id))
-    assert product is not None
-    return product.stock
 
 
 def keyed(account: Account, key: str) -> dict[str, str]:
@@ -86,16 +56,6 @@ async def confirmations_to(shop: Shop, account: Account) -> int:
 async def count_records(shop: Shop) -> int:
     async with sessions(shop)() as session:
         return await session.scalar(select(func.count()).select_from(IdempotencyRecord)) or 0
-
-
-@pytest.fixture
-async def staff(shop: Shop) -> Account:
-    return await shop.account(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(shop: Shop) -> Account:
-    return await shop.account(Role.CUSTOMER)
 
 
 @pytest.fixture

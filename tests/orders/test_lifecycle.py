@@ -8,26 +8,24 @@ Races check exact counts (reliability.md CON-03); hiding others' orders is API-0
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import itertools
 import uuid
 from collections import Counter
 from datetime import datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.jobs.models import OutboxMessage
 from order_api.orders.models import Order, OrderEvent
-from order_api.products.models import Product
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
+from tests.catalogue import create_product, product_row, sessions, stock_of
+from tests.catalogue import submit_order as order
+from tests.mailbox import delivered, plain_text
 from tests.test_errors import assert_problem
 from tests.waiting import wait_until
 
@@ -54,39 +52,6 @@ QUANTITY = 2
 
 
 # --- Helpers ------------------------------------------------------------------------------------
-
-
-def sessions(shop: Shop) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = shop.app.state.sessionmaker
-    return sessionmaker
-
-
-async def create_product(
-    shop: Shop, staff_headers: dict[str, str], **fields: Any
-) -> dict[str, Any]:
-    body = {"name": f"Product {uuid.uuid4().hex[:8]}", "price_cents": 1000, "stock": 10, **fields}
-    response = await shop.client.post("/api/v1/products", json=body, headers=staff_headers)
-    assert response.status_code == 201, response.text
-    product: dict[str, Any] = response.json()
-    return product
-
-
-async def order(
-    shop: Shop, headers: dict[str, str], items: list[dict[str, Any]], **extra: Any
-) -> httpx2.Response:
-    body = {"items": items, "payment_method_id": "pm_card_visa", **extra}
-    return await shop.client.post(ORDERS, json=body, headers=headers)
-
-
-async def stock_of(shop: Shop, product_id: str) -> int:
-    return (await product_row(shop, product_id)).stock
-
-
-async def product_row(shop: Shop, product_id: str) -> Product:
-    async with sessions(shop)() as session:
-        product = await session.get(Product, uuid.UUID(product_id))
-    assert product is not None
-    return product
 
 
 async def status_of(shop: Shop, order_id: str) -> str:
@@ -143,16 +108,6 @@ async def bring_to(shop: Shop, staff: Account, order_id: str, status: str) -> No
     for step in ROUTE_TO[status]:
         response = await change_status(shop, staff.headers, order_id, step)
         assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-async def staff(shop: Shop) -> Account:
-    return await shop.account(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(shop: Shop) -> Account:
-    return await shop.account(Role.CUSTOMER)
 
 
 @pytest.fixture
@@ -408,24 +363,6 @@ async def test_the_history_of_an_order_its_owner_cancelled_names_the_owner(
     )
 
 
-def status_mail_to(directory: Path, address: str) -> list[EmailMessage]:
-    """Status-change e-mails (not the confirmation) delivered to an address, in any order."""
-    messages = []
-    for path in sorted(directory.glob("*.eml")) if directory.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if message["To"] == address and "is now" in message["Subject"]:
-            messages.append(message)
-    return messages
-
-
-def plain_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert isinstance(part, EmailMessage)
-    text: str = part.get_content()
-    return text
-
-
 @pytest.mark.parametrize("journey", [(PAID, SHIPPED, DELIVERED), (PAID, CANCELLED)])
 async def test_each_move_sends_the_customer_an_email_naming_the_new_status(
     shop: Shop, staff: Account, customer: Account, order_id: str, journey: tuple[str, ...]
@@ -436,11 +373,11 @@ async def test_each_move_sends_the_customer_an_email_naming_the_new_status(
     number = order_id[:8].upper()
 
     await wait_until(
-        lambda: len(status_mail_to(directory, customer.email)) >= len(journey),
+        lambda: len(delivered(directory, customer.email, "is now")) >= len(journey),
         "a status e-mail for each move",
     )
 
-    messages = status_mail_to(directory, customer.email)
+    messages = delivered(directory, customer.email, "is now")
     assert sorted(str(message["Subject"]) for message in messages) == sorted(
         f"Your order {number} is now {status}" for status in journey
     )

@@ -12,33 +12,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-import httpx2
 import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from order_api.users.models import Role
 from tests.accounts import Account, Shop
+from tests.catalogue import create_product
+from tests.catalogue import submit_order as order
 from tests.test_errors import assert_problem
 
 ORDERS = "/api/v1/orders"
-
-
-async def create_product(
-    shop: Shop, staff_headers: dict[str, str], **fields: Any
-) -> dict[str, Any]:
-    body = {"name": f"Product {uuid.uuid4().hex[:8]}", "price_cents": 1000, "stock": 10, **fields}
-    response = await shop.client.post("/api/v1/products", json=body, headers=staff_headers)
-    assert response.status_code == 201, response.text
-    product: dict[str, Any] = response.json()
-    return product
-
-
-async def order(
-    shop: Shop, headers: dict[str, str], items: list[dict[str, Any]], **extra: Any
-) -> httpx2.Response:
-    body = {"items": items, "payment_method_id": "pm_card_visa", **extra}
-    return await shop.client.post(ORDERS, json=body, headers=headers)
 
 
 async def place_orders(
@@ -63,11 +47,6 @@ async def list_orders(shop: Shop, account: Account, **query: Any) -> dict[str, A
 
 def ids_of(page: dict[str, Any]) -> list[str]:
     return [item["id"] for item in page["items"]]
-
-
-@pytest.fixture
-async def staff(shop: Shop) -> Account:
-    return await shop.account(Role.STAFF)
 
 
 @pytest.fixture

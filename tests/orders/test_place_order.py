@@ -7,8 +7,6 @@ compared before and after. The races check exact counts in the database (reliabi
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,16 +14,16 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.jobs.models import OutboxMessage
 from order_api.orders.models import IdempotencyRecord, Order, OrderEvent, OrderLine
-from order_api.products.models import Product
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory, bearer
+from tests.catalogue import create_product, sessions, stock_of, units_sold
+from tests.catalogue import submit_order as order
+from tests.mailbox import delivered
 from tests.test_errors import assert_problem
 from tests.waiting import wait_until
 
@@ -34,43 +32,6 @@ ORDERS = "/api/v1/orders"
 ORDER_TABLES = (Order, OrderLine, OrderEvent, OutboxMessage, IdempotencyRecord)
 # Sorts after every uuid4, so its line is reserved last (lines are reserved in product-id order).
 LAST_UNKNOWN_ID = "ffffffff-ffff-4fff-bfff-ffffffffffff"
-
-
-async def create_product(
-    shop: Shop, staff_headers: dict[str, str], **fields: Any
-) -> dict[str, Any]:
-    body = {"name": f"Product {uuid.uuid4().hex[:8]}", "price_cents": 1000, "stock": 10, **fields}
-    response = await shop.client.post("/api/v1/products", json=body, headers=staff_headers)
-    assert response.status_code == 201, response.text
-    product: dict[str, Any] = response.json()
-    return product
-
-
-async def order(
-    shop: Shop, headers: dict[str, str], items: list[dict[str, Any]], **extra: Any
-) -> httpx2.Response:
-    body = {"items": items, "payment_method_id": "pm_card_visa", **extra}
-    return await shop.client.post(ORDERS, json=body, headers=headers)
-
-
-def sessions(shop: Shop) -> async_sessionmaker[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = shop.app.state.sessionmaker
-    return sessionmaker
-
-
-async def product_row(shop: Shop, product_id: str) -> Product:
-    async with sessions(shop)() as session:
-        product = await session.get(Product, uuid.UUID(product_id))
-    assert product is not None
-    return product
-
-
-async def stock_of(shop: Shop, product_id: str) -> int:
-    return (await product_row(shop, product_id)).stock
-
-
-async def units_sold(shop: Shop, product_id: str) -> int:
-    return (await product_row(shop, product_id)).units_sold
 
 
 async def row_counts(shop: Shop) -> dict[str, int]:
@@ -90,16 +51,6 @@ async def customer_headers(shop: Shop) -> dict[str, str]:
 
 def error_locations(body: dict[str, Any]) -> dict[tuple[str | int, ...], str]:
     return {tuple(error["loc"]): error["type"] for error in body["errors"]}
-
-
-@pytest.fixture
-async def staff(shop: Shop) -> Account:
-    return await shop.account(Role.STAFF)
-
-
-@pytest.fixture
-async def customer(shop: Shop) -> Account:
-    return await shop.account(Role.CUSTOMER)
 
 
 # --- The order placed ---------------------------------------------------------------------------
@@ -336,16 +287,6 @@ async def test_an_anonymous_order_is_401(shop: Shop, staff: Account) -> None:
 # --- The confirmation e-mail --------------------------------------------------------------------
 
 
-def mail_to(directory: Path, address: str) -> list[EmailMessage]:
-    messages = []
-    for path in sorted(directory.glob("*.eml")) if directory.exists() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if message["To"] == address and "order" in message["Subject"]:
-            messages.append(message)
-    return messages
-
-
 async def test_the_confirmation_email_names_the_order_number_and_total(
     shop: Shop, staff: Account, customer: Account
 ) -> None:
@@ -355,9 +296,11 @@ async def test_the_confirmation_email_names_the_order_number_and_total(
     number = response.json()["id"][:8].upper()
     directory: Path = shop.app.state.settings.data_dir / "mail"
 
-    await wait_until(lambda: bool(mail_to(directory, customer.email)), "the confirmation e-mail")
+    await wait_until(
+        lambda: bool(delivered(directory, customer.email, "order")), "the confirmation e-mail"
+    )
 
-    [message] = mail_to(directory, customer.email)
+    [message] = delivered(directory, customer.email, "order")
     assert number in message["Subject"]
     part = message.get_body(preferencelist=("plain",))
     assert isinstance(part, EmailMessage)
