@@ -11,10 +11,10 @@ import httpx2
 
 from order_api.db import create_engine
 from tests.accounts import PASSWORD, bearer
-from tests.support import TEST_SECRET_KEY, delete_all_rows, make_settings
-from tests.test_cli import run, start_server
+from tests.processes import ADMIN, migrate_and_create_admin, production_env
+from tests.support import delete_all_rows, make_settings
+from tests.test_cli import start_server
 
-ADMIN = ("ops@example.com", "an admin passphrase 42")
 CONCURRENT_REFRESHES = 20
 
 
@@ -32,15 +32,8 @@ async def refresh_each_on_its_own_connection(url: str, token: str) -> list[int]:
 async def test_tokens_race_and_revocation_across_two_processes(
     tmp_path: Path, postgres_database: str, redis_url: str, redis_prefix: str
 ) -> None:
-    env = {
-        "DATABASE_URL": postgres_database,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": redis_prefix,
-        "SECRET_KEY": TEST_SECRET_KEY,
-    }
-    assert run(["migrate"], tmp_path, **env).returncode == 0
-    created = run(["create-admin", "--email", ADMIN[0], "--password", ADMIN[1]], tmp_path, **env)
-    assert created.returncode == 0, created.stderr
+    env = production_env(postgres_database, redis_url, redis_prefix)
+    migrate_and_create_admin(tmp_path, env)
     server = start_server(tmp_path, "--workers", "2", **env)
     try:
         async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -1,0 +1,73 @@
+"""Buyers spread over two real API processes on PostgreSQL and Redis: stock holds exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import httpx2
+from sqlalchemy import func, select
+
+from order_api.db import create_engine, create_sessionmaker
+from order_api.orders.models import Order
+from order_api.products.models import Product
+from tests.accounts import PASSWORD, bearer
+from tests.processes import ADMIN, migrate_and_create_admin, production_env
+from tests.support import delete_all_rows, make_settings
+from tests.test_cli import start_server
+
+BUYERS, STOCK = 24, 5
+
+
+async def token(client: httpx2.AsyncClient, email: str, password: str) -> str:
+    response = await client.post(
+        "/api/v1/auth/token", data={"username": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    access: str = response.json()["access_token"]
+    return access
+
+
+async def buy(url: str, access_token: str, product_id: str) -> int:
+    """One buyer on a connection of its own, so the kernel spreads buyers over both processes."""
+    async with httpx2.AsyncClient(base_url=url, timeout=60) as client:
+        body = {"items": [{"product_id": product_id, "quantity": 1}], "payment_method_id": "pm_1"}
+        response = await client.post("/api/v1/orders", json=body, headers=bearer(access_token))
+        return response.status_code
+
+
+async def test_buyers_on_two_processes_get_exactly_the_stock(
+    tmp_path: Path, postgres_database: str, redis_url: str, redis_prefix: str
+) -> None:
+    env = production_env(postgres_database, redis_url, redis_prefix)
+    migrate_and_create_admin(tmp_path, env)
+    server = start_server(tmp_path, "--workers", "2", **env)
+    engine = create_engine(make_settings(postgres_database, tmp_path))
+    try:
+        async with httpx2.AsyncClient(base_url=server.url, timeout=60) as http:
+            admin = await token(http, *ADMIN)
+            product = await http.post(
+                "/api/v1/products",
+                json={"name": "Last few", "price_cents": 100, "stock": STOCK},
+                headers=bearer(admin),
+            )
+            assert product.status_code == 201, product.text
+            tokens = []
+            for index in range(BUYERS):
+                email = f"buyer{index}@example.com"
+                body = {"email": email, "password": PASSWORD, "full_name": "Buyer"}
+                assert (await http.post("/api/v1/users", json=body)).status_code == 201
+                tokens.append(await token(http, email, PASSWORD))
+        statuses = await asyncio.gather(*(buy(server.url, t, product.json()["id"]) for t in tokens))
+        server.stop()
+        assert Counter(statuses) == {201: STOCK, 409: BUYERS - STOCK}
+        async with create_sessionmaker(engine)() as session:
+            assert await session.scalar(select(Product.stock)) == 0
+            assert await session.scalar(select(func.count()).select_from(Order)) == STOCK
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate()
+        await delete_all_rows(engine)  # the suite's other PostgreSQL tests expect empty tables
+        await engine.dispose()
