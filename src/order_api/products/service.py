@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from order_api.adapters.cache import Cache
 from order_api.errors import Conflict, NotFound, ValidationFailed
@@ -25,6 +27,7 @@ POPULAR_CACHE_KEY = "products:popular"
 POPULAR_TTL_SECONDS = 60
 POPULAR_LIMIT = 10
 _POPULAR = TypeAdapter(list[PopularProduct])
+_pending: set[asyncio.Task[None]] = set()  # the event loop keeps only weak references to tasks
 
 
 class ProductNotFound(NotFound):
@@ -81,7 +84,7 @@ async def create_product(session: AsyncSession, cache: Cache, data: ProductCreat
     product.updated_at = now
     session.add(product)
     await session.flush()
-    await cache.delete(POPULAR_CACHE_KEY)
+    await forget_popular(session, cache)
     return product
 
 
@@ -93,7 +96,7 @@ async def update_product(
         setattr(product, name, value)
     product.updated_at = datetime.now(UTC)
     await session.flush()
-    await cache.delete(POPULAR_CACHE_KEY)
+    await forget_popular(session, cache)
     return product
 
 
@@ -103,7 +106,21 @@ async def deactivate_product(session: AsyncSession, cache: Cache, product_id: uu
     product.is_active = False
     product.updated_at = datetime.now(UTC)
     await session.flush()
+    await forget_popular(session, cache)
+
+
+async def forget_popular(session: AsyncSession, cache: Cache) -> None:
+    """Drop the cached top sellers now, and again once this change commits: a read that lands
+    between the two cannot put the old list back for a whole TTL."""
     await cache.delete(POPULAR_CACHE_KEY)
+    loop = asyncio.get_running_loop()
+
+    def forget_again(_: Session) -> None:
+        task = loop.create_task(cache.delete(POPULAR_CACHE_KEY))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    event.listen(session.sync_session, "after_commit", forget_again, once=True)
 
 
 async def popular_products(
