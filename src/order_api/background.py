@@ -80,7 +80,9 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     """Consume the Redis job stream until SIGTERM or SIGINT, then finish running jobs and exit."""
     engine = create_engine(settings)
     redis_client = redis.asyncio.Redis.from_url(
-        str(settings.redis_url), socket_timeout=settings.redis_timeout_seconds
+        str(settings.redis_url),
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
     )
     pubsub = RedisPubSub(redis_client, settings.redis_prefix)
     background = Background.create(settings, create_sessionmaker(engine), pubsub)

@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -260,8 +262,35 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return ValidationFailed(extra={"errors": field_errors}).to_response()
 
 
+# PostgreSQL states worth a retry: query cancelled (statement timeout), lock not available,
+# serialization failure, deadlock, too many connections, server shutting down or starting.
+TRANSIENT_SQLSTATES = frozenset({"57014", "55P03", "40001", "40P01", "53300", "57P01", "57P03"})
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    for error in (orig, getattr(orig, "__cause__", None)):
+        state = str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
+        if state in TRANSIENT_SQLSTATES or state.startswith("08"):
+            return True
+    return False
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A statement timeout, a lock wait, a lost connection or an exhausted pool: retry soon."""
+    if isinstance(exc, DBAPIError) and not is_transient(exc):
+        raise exc  # a real fault: the 500 catcher logs it once
+    logger.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+    detail = "The database did not answer in time; retry shortly."
+    return ServiceUnavailable(detail, headers={"Retry-After": "1"}).to_response()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(DBAPIError, database_unavailable_handler)
+    app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 

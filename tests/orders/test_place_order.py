@@ -359,3 +359,15 @@ async def test_orders_listing_two_products_in_both_orders_never_deadlock(
     assert [await stock_of(shop, product["id"]) for product in (first, second)] == [0, 0]
     counts = await row_counts(shop)
     assert (counts["orders"], counts["order_lines"]) == (5, 10)
+
+
+@pytest.mark.parametrize("quantity", [True, "1", 1.0], ids=["bool", "string", "float"])
+async def test_a_quantity_must_be_a_json_integer(
+    shop: Shop, staff: Account, customer: Account, quantity: Any
+) -> None:
+    beans = await create_product(shop, staff.headers, stock=5)
+    response = await order(
+        shop, customer.headers, [{"product_id": beans["id"], "quantity": quantity}]
+    )
+    assert_problem(response, 422, "validation_error")
+    assert await stock_of(shop, beans["id"]) == 5

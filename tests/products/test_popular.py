@@ -184,3 +184,22 @@ async def test_popular_is_served_from_the_database_while_redis_is_down(
     await place(shop, customer.headers, [(beans["id"], 3)])
     # Nothing could be cached, so every read is fresh.
     assert await popular(shop) == [("Beans", 5)]
+
+
+async def test_an_unreadable_cache_entry_is_a_miss_and_is_replaced(
+    make_shop: ShopFactory, redis_url: str, redis_prefix: str
+) -> None:
+    # Another version of the service may have cached another shape during a rolling deploy.
+    shop = await redis_shop(make_shop, redis_url, redis_prefix)
+    staff = await shop.account(Role.STAFF)
+    customer = await shop.account()
+    beans = await create_product(shop, staff.headers, name="Beans")
+    await place(shop, customer.headers, [(beans["id"], 2)])
+    key = f"{redis_prefix}:cache:products:popular"
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await client.set(key, b'[{"product": 1}]', px=CACHE_TTL_MS)
+        assert await popular(shop) == [("Beans", 2)]
+        assert b"Beans" in (await client.get(key) or b"")
+    finally:
+        await client.aclose()

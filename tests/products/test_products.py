@@ -429,3 +429,18 @@ async def test_a_bad_token_on_the_public_listing_is_401(shop: Shop) -> None:
     assert_problem(rejected, 401, "invalid_token")
     assert anonymous.status_code == 200, anonymous.text
     assert anonymous.json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"price_cents": "1999"}, {"price_cents": 19.99}, {"stock": 5.0}, {"is_active": "yes"}],
+    ids=["price-string", "price-float", "stock-float", "active-string"],
+)
+async def test_numbers_and_flags_must_have_their_json_types(
+    shop: Shop, fields: dict[str, object]
+) -> None:
+    staff = await shop.account(Role.STAFF)
+    body = {"name": "Typed", "price_cents": 100, "stock": 1, **fields}
+    response = await shop.client.post(PRODUCTS, json=body, headers=staff.headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"

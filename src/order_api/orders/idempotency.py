@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,33 +58,45 @@ async def submit_order(
         return _created(await service.place_order(session, customer, data, currency))
     user_id = customer.id  # read now: a rollback below expires `customer`
     request_hash = _fingerprint(data)
-    record = await _claim(session, user_id, key, request_hash)
-    if record is not None:
-        return _replay(record, request_hash)
+    claim = await _claim(session, user_id, key, request_hash)
+    if isinstance(claim, IdempotencyRecord):
+        return _replay(claim, request_hash)
+    mine = (
+        IdempotencyRecord.user_id == user_id,
+        IdempotencyRecord.key == key,
+        IdempotencyRecord.response_status.is_(None),
+        IdempotencyRecord.created_at == claim,  # still ours: not taken over meanwhile
+    )
     try:
         outcome = _created(await service.place_order(session, customer, data, currency))
+        # In the order's transaction: if the claim was taken over, this order rolls back.
+        settled = await session.scalar(
+            update(IdempotencyRecord)
+            .where(*mine)
+            .values(response_status=outcome.status, response_body=outcome.body)
+            .returning(IdempotencyRecord.id)
+            .execution_options(synchronize_session=False)
+        )
+        if settled is None:
+            raise RequestInProgress()
     except AppError as error:
         await session.rollback()
-        stored = error.status in STORED_STATUSES
+        stored = error.status in STORED_STATUSES and not isinstance(error, RequestInProgress)
         body = json.loads(bytes(error.to_response().body)) if stored else None
-        await _settle(session, user_id, key, error.status, body)
+        await _settle(session, mine, error.status, body)
         raise
     except BaseException:
         await session.rollback()
-        await _settle(session, user_id, key, None, None)
+        await _settle(session, mine, None, None)
         raise
-    await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
-        .values(response_status=outcome.status, response_body=outcome.body)
-    )
     return outcome
 
 
 async def _claim(
     session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str
-) -> IdempotencyRecord | None:
-    """None when this request now owns the key; else the record it must answer from."""
+) -> IdempotencyRecord | datetime:
+    """The instant of our claim when this request now owns the key (it identifies the claim);
+    else the record it must answer from."""
     now = datetime.now(UTC)
     await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
     existing = await _find(session, user_id, key)
@@ -93,7 +105,8 @@ async def _claim(
             session, existing, request_hash, now
         )
         await session.commit()
-        return None if taken_over else await _find(session, user_id, key)
+        found = None if taken_over else await _find(session, user_id, key)
+        return found if found is not None else now
     session.add(
         IdempotencyRecord(
             user_id=user_id,
@@ -107,15 +120,20 @@ async def _claim(
         await session.commit()
     except IntegrityError:
         await session.rollback()  # a concurrent request claimed it first
-        return await _find(session, user_id, key)
-    return None
+        found = await _find(session, user_id, key)
+        if found is None:
+            raise RequestInProgress() from None  # claimed and freed again meanwhile
+        return found
+    return now
 
 
 async def _settle(
-    session: AsyncSession, user_id: uuid.UUID, key: str, status: int | None, body: Any
+    session: AsyncSession, where: tuple[ColumnElement[bool], ...], status: int | None, body: Any
 ) -> None:
-    """Record a refusal worth replaying, or free the key for a retry; committed at once."""
-    where = (IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+    """Record a refusal worth replaying, or free the key for a retry; committed at once.
+
+    `where` matches our claim only, so a claim taken over by a retry is left to its new owner.
+    """
     if body is None:
         await session.execute(delete(IdempotencyRecord).where(*where))
     else:
@@ -146,7 +164,7 @@ async def _take_over(
             IdempotencyRecord.response_status.is_(None),
             IdempotencyRecord.created_at == record.created_at,
         )
-        .values(created_at=now, request_hash=request_hash)
+        .values(created_at=now, request_hash=request_hash, expires_at=now + RETENTION)
         .returning(IdempotencyRecord.id)
         .execution_options(synchronize_session=False)
     )

@@ -27,7 +27,7 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
     unit_price_cents: PriceCents | None = Field(
         default=None,
         description="The price the customer saw; the order is refused (409) if it changed.",

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
 from order_api.fields import Paragraphs, PartialUpdate, SearchText, SingleLine
@@ -14,8 +14,11 @@ from order_api.products.models import Product
 MAX_PRICE_CENTS = 100_000_000  # one million in the shop's currency
 MAX_STOCK = 1_000_000
 
-PriceCents = Annotated[int, Field(ge=0, le=MAX_PRICE_CENTS, description="Minor units (cents).")]
-Stock = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+# Strict: `true`, `"5"` and `5.0` are not numbers of units or cents.
+PriceCents = Annotated[
+    int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="Minor units (cents).")
+]
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True)]
 
 
 class ProductCreate(BaseModel):
@@ -25,7 +28,7 @@ class ProductCreate(BaseModel):
     description: Paragraphs = ""
     price_cents: PriceCents = Field(examples=[1999])
     stock: Stock = Field(examples=[25])
-    is_active: bool = True
+    is_active: StrictBool = True
 
 
 class ProductUpdate(PartialUpdate):
@@ -33,7 +36,7 @@ class ProductUpdate(PartialUpdate):
     description: Paragraphs | SkipJsonSchema[None] = None
     price_cents: PriceCents | SkipJsonSchema[None] = None
     stock: Stock | SkipJsonSchema[None] = None
-    is_active: bool | SkipJsonSchema[None] = None
+    is_active: StrictBool | SkipJsonSchema[None] = None
 
 
 class ProductRead(BaseModel):

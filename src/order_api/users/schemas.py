@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from order_api.fields import EmailAddress, PartialUpdate, SearchText, SingleLine
@@ -58,7 +58,7 @@ class UserUpdate(PartialUpdate):
     full_name: SingleLine | SkipJsonSchema[None] = None
     email: EmailAddress | SkipJsonSchema[None] = None
     role: Role | SkipJsonSchema[None] = None
-    is_active: bool | SkipJsonSchema[None] = None
+    is_active: StrictBool | SkipJsonSchema[None] = None
 
 
 class UserQuery(PageQuery):
