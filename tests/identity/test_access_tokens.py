@@ -155,7 +155,11 @@ async def test_time_type_issuer_and_audience_claims_are_enforced(
     await assert_invalid_token(shop, mint(claims_for(user.id, **changes)))
 
 
-@pytest.mark.parametrize("subject", [None, 123, "not-a-uuid", "", "x" * 10_000, str(uuid.uuid4())])
+# The last is a well-formed id no user has (fixed: parallel workers must collect the same tests).
+UNKNOWN_USER_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("subject", [None, 123, "not-a-uuid", "", "x" * 10_000, UNKNOWN_USER_ID])
 async def test_bad_or_unknown_subjects_are_refused(shop: Shop, subject: object) -> None:
     claims = claims_for("placeholder")
     if subject is None:
