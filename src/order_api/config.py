@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
+from fastapi import Depends, Request
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -216,3 +217,12 @@ def load_settings() -> Settings:
     except OSError as error:
         raise ConfigError(f"DATA_DIR {settings.data_dir} is not usable: {error.strerror}") from None
     return settings.model_copy(update={"secret_key": SecretStr(key)})
+
+
+def shop_currency(request: Request) -> str:
+    """The shop's one currency, from the settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings.currency
+
+
+CurrencyDep = Annotated[str, Depends(shop_currency)]

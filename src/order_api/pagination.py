@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Select, func
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.interfaces import ORMOption
 
 MAX_PAGE_SIZE = 100
 ItemT = TypeVar("ItemT")
@@ -25,3 +29,19 @@ class Page(BaseModel, Generic[ItemT]):
     total: int = Field(description="Items matching the filters, on every page.")
     page: int
     page_size: int
+
+
+async def fetch_page(
+    session: AsyncSession,
+    query: PageQuery,
+    statement: Select[ItemT],
+    options: Sequence[ORMOption] = (),
+) -> tuple[list[ItemT], int]:
+    """One page of a filtered, ordered SELECT, and how many rows match across every page.
+
+    Loader `options` apply to the page only, so the count stays one plain statement.
+    """
+    count: Select[Any] = statement.with_only_columns(func.count(), maintain_column_froms=True)
+    total = await session.scalar(count.order_by(None))
+    page = statement.options(*options).offset(query.offset).limit(query.page_size)
+    return list(await session.scalars(page)), total or 0

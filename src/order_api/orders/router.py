@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse
 
 from order_api.auth.dependencies import CurrentUser, StaffUser
+from order_api.config import CurrencyDep
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
 from order_api.orders import idempotency, service
@@ -30,15 +31,14 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
     responses=problem_responses(401, 409),
 )
 async def place_order(
-    request: Request,
     session: SessionDep,
+    currency: CurrencyDep,
     customer: CurrentUser,
     body: OrderCreate,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> JSONResponse:
     """Order products at the catalogue's prices. With an `Idempotency-Key`, a retry of the same
     body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`)."""
-    currency = request.app.state.settings.currency
     outcome = await idempotency.submit_order(session, customer, body, idempotency_key, currency)
     return JSONResponse(
         outcome.body, outcome.status, headers=outcome.headers, media_type=outcome.media_type

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -16,6 +16,7 @@ from order_api.orders import lifecycle
 from order_api.orders.events import queue_order_event
 from order_api.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from order_api.orders.schemas import OrderCreate, OrderQuery
+from order_api.pagination import fetch_page
 from order_api.products import service as products_service
 from order_api.users.models import Role, User
 
@@ -112,16 +113,8 @@ async def list_orders(
         conditions.append(Order.customer_id == query.customer_id)
     if query.status is not None:
         conditions.append(Order.status == query.status)
-    total = await session.scalar(select(func.count()).select_from(Order).where(*conditions))
-    orders = await session.scalars(
-        select(Order)
-        .options(selectinload(Order.lines))
-        .where(*conditions)
-        .order_by(Order.created_at.desc(), Order.id.desc())
-        .offset(query.offset)
-        .limit(query.page_size)
-    )
-    return list(orders), total or 0
+    statement = select(Order).where(*conditions).order_by(Order.created_at.desc(), Order.id.desc())
+    return await fetch_page(session, query, statement, [selectinload(Order.lines)])
 
 
 async def order_events(

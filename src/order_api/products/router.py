@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from order_api.adapters.cache import Cache
 from order_api.auth.dependencies import StaffUser, optional_user
+from order_api.config import CurrencyDep
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
 from order_api.products import service
@@ -28,13 +29,7 @@ def get_cache(request: Request) -> Cache:
     return cache
 
 
-def get_currency(request: Request) -> str:
-    currency: str = request.app.state.settings.currency
-    return currency
-
-
 CacheDep = Annotated[Cache, Depends(get_cache)]
-CurrencyDep = Annotated[str, Depends(get_currency)]
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 # Public, and a token is welcome (staff then see inactive products): OpenAPI's "optional auth".
 OPTIONAL_AUTH: dict[str, Any] = {"security": [{}, {"OAuth2PasswordBearer": []}]}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from order_api.adapters.cache import Cache
 from order_api.errors import Conflict, NotFound, ValidationFailed
+from order_api.pagination import fetch_page
 from order_api.products.models import Product
 from order_api.products.schemas import (
     PopularProduct,
@@ -58,15 +59,8 @@ async def list_products(
         conditions.append(Product.is_active.is_(True))
     if query.q:
         conditions.append(func.lower(Product.name).contains(query.q.lower(), autoescape=True))
-    total = await session.scalar(select(func.count()).select_from(Product).where(*conditions))
-    products = await session.scalars(
-        select(Product)
-        .where(*conditions)
-        .order_by(Product.name, Product.id)
-        .offset(query.offset)
-        .limit(query.page_size)
-    )
-    return list(products), total or 0
+    statement = select(Product).where(*conditions).order_by(Product.name, Product.id)
+    return await fetch_page(session, query, statement)
 
 
 async def get_product(

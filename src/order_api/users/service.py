@@ -7,13 +7,14 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth import service as auth_service
 from order_api.errors import Conflict, Forbidden, NotFound
 from order_api.notifications.emails import queue_email
+from order_api.pagination import fetch_page
 from order_api.security import Passwords
 from order_api.users.models import Role, User
 from order_api.users.schemas import OwnProfileUpdate, UserCreate, UserQuery, UserUpdate
@@ -155,15 +156,8 @@ async def list_users(session: AsyncSession, query: UserQuery) -> tuple[list[User
         conditions.append(User.role == query.role)
     if query.is_active is not None:
         conditions.append(User.is_active.is_(query.is_active))
-    total = await session.scalar(select(func.count()).select_from(User).where(*conditions))
-    users = await session.scalars(
-        select(User)
-        .where(*conditions)
-        .order_by(User.created_at, User.id)
-        .offset(query.offset)
-        .limit(query.page_size)
-    )
-    return list(users), total or 0
+    statement = select(User).where(*conditions).order_by(User.created_at, User.id)
+    return await fetch_page(session, query, statement)
 
 
 async def create_first_admin(session: AsyncSession, passwords: Passwords) -> str | None:
