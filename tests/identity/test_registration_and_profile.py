@@ -6,8 +6,6 @@ hygiene, and PATCH /users/me with its current_password rules.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 import secrets
 import unicodedata
@@ -24,6 +22,7 @@ from sqlalchemy import select
 
 from order_api.jobs.models import OutboxMessage
 from tests.accounts import PASSWORD, Shop, bearer, new_email
+from tests.mailbox import plain_text, written
 from tests.test_errors import assert_problem
 from tests.waiting import wait_until
 
@@ -99,23 +98,11 @@ async def delivered_mail(shop: Shop, count: int) -> list[EmailMessage]:
     """Waits until `count` .eml files exist, then parses them all."""
     directory = mail_directory(shop)
 
-    def written() -> list[Path]:
-        return sorted(directory.glob("*.eml")) if directory.exists() else []
+    def enough() -> bool:
+        return len(written(directory)) >= count
 
-    await wait_until(lambda: len(written()) >= count, f"{count} e-mail(s) in {directory}")
-    messages = []
-    for path in written():
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        messages.append(message)
-    return messages
-
-
-def plain_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert isinstance(part, EmailMessage)
-    content: str = part.get_content()
-    return content
+    await wait_until(enough, f"{count} e-mail(s) in {directory}")
+    return written(directory)
 
 
 # --- Registration ------------------------------------------------------------------------------
