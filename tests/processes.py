@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support import TEST_SECRET_KEY
+from order_api.db import create_engine
+from tests.support import TEST_SECRET_KEY, delete_all_rows, make_settings
 from tests.test_cli import run
 
 ADMIN = ("ops@example.com", "an admin passphrase 42")
@@ -28,3 +29,12 @@ def migrate_and_create_admin(tmp_path: Path, env: dict[str, str]) -> None:
     assert migrated.returncode == 0, migrated.stderr
     created = run(["create-admin", "--email", ADMIN[0], "--password", ADMIN[1]], tmp_path, **env)
     assert created.returncode == 0, created.stderr
+
+
+async def empty_database(postgres_database: str, tmp_path: Path) -> None:
+    """Delete every row the processes wrote: the suite's other tests share this database."""
+    engine = create_engine(make_settings(postgres_database, tmp_path))
+    try:
+        await delete_all_rows(engine)
+    finally:
+        await engine.dispose()

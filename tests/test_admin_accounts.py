@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.test_cli import ORDER_API, command_env, run, start_server
+from tests.test_cli import ORDER_API, command_env, run, running_server
 
 ADMIN_PASSWORD = "an admin passphrase 42"
 
@@ -17,20 +17,9 @@ def log_in(url: str, email: str, password: str) -> httpx2.Response:
     return httpx2.post(f"{url}/api/v1/auth/token", data={"username": email, "password": password})
 
 
-def stop_and_collect(tmp_path: Path) -> tuple[str, str]:
-    """Start `serve` on the data under tmp_path, stop it, return (stdout, stderr)."""
-    server = start_server(tmp_path)
-    stderr = server.stop()
-    return server.stdout, stderr
-
-
 def test_the_first_embedded_start_prints_a_working_admin_password_once(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
-    try:
+    with running_server(tmp_path) as server:
         stderr = server.stop()
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
     found = re.search(r"e-mail:\s+(\S+)\s+password:\s+(\S+)", server.stdout)
     assert found, server.stdout
     email, password = found.groups()
@@ -41,8 +30,7 @@ def test_the_first_embedded_start_prints_a_working_admin_password_once(tmp_path:
         if path.is_file():
             assert password.encode() not in path.read_bytes(), path
 
-    again = start_server(tmp_path)
-    try:
+    with running_server(tmp_path) as again:
         admin = log_in(again.url, email, password)
         assert admin.status_code == 200
         token = admin.json()["access_token"]
@@ -51,9 +39,6 @@ def test_the_first_embedded_start_prints_a_working_admin_password_once(tmp_path:
         )
         assert me.json()["role"] == "admin"
         again.stop()
-    finally:
-        if again.process.poll() is None:
-            again.process.kill()
     assert "password:" not in again.stdout  # the second start creates nobody
 
 
@@ -65,13 +50,9 @@ def test_create_admin_without_prompts(tmp_path: Path) -> None:
     assert "admin boss@example.com created" in result.stdout
     assert ADMIN_PASSWORD not in result.stdout + result.stderr
 
-    server = start_server(tmp_path)
-    try:
+    with running_server(tmp_path) as server:
         assert log_in(server.url, "boss@example.com", ADMIN_PASSWORD).status_code == 200
         server.stop()
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
     assert "password:" not in server.stdout  # an admin exists, so none is generated
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -234,15 +235,22 @@ def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
     return server
 
 
-@pytest.fixture
-def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
-    server = start_server(tmp_path)
+@contextmanager
+def running_server(tmp_path: Path, *options: str, **env: str) -> Iterator[RunningServer]:
+    """`start_server`, killed at the end if the test did not stop it (a failed assertion)."""
+    server = start_server(tmp_path, *options, **env)
     try:
         yield server
     finally:
         if server.process.poll() is None:
             server.process.kill()
             server.process.communicate()
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(tmp_path) as server:
+        yield server
 
 
 def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_path: Path) -> None:
@@ -274,8 +282,7 @@ def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_pat
 
 
 def test_serve_with_several_worker_processes(tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--workers", "2")
-    try:
+    with running_server(tmp_path, "--workers", "2") as server:
         for attempt in range(20):
             request_id = f"w-{attempt}"
             response = httpx2.get(
@@ -284,10 +291,6 @@ def test_serve_with_several_worker_processes(tmp_path: Path) -> None:
             assert response.status_code == 200
             assert response.headers["x-request-id"] == request_id
         stderr = server.stop()
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     workers = {event for event in events if event.startswith("Started server process")}
     assert len(workers) == 2

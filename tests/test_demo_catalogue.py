@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx2
 
 from order_api.products.demo import DEMO_PRODUCTS
-from tests.test_cli import run, start_server
+from tests.test_cli import run, running_server
 
 
 def test_seed_demo_fills_an_empty_catalogue_once(tmp_path: Path) -> None:
@@ -20,14 +20,9 @@ def test_seed_demo_fills_an_empty_catalogue_once(tmp_path: Path) -> None:
 
 
 def test_the_first_embedded_start_has_a_catalogue_to_browse(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
-    try:
+    with running_server(tmp_path) as server:
         listing = httpx2.get(f"{server.url}/api/v1/products", params={"page_size": 100})
         server.stop()
-    finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
     assert listing.status_code == 200
     on_sale = [product for product in DEMO_PRODUCTS if product.is_active]
     assert listing.json()["total"] == len(on_sale)

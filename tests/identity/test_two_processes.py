@@ -9,11 +9,9 @@ from pathlib import Path
 
 import httpx2
 
-from order_api.db import create_engine
 from tests.accounts import PASSWORD, bearer
-from tests.processes import ADMIN, migrate_and_create_admin, production_env
-from tests.support import delete_all_rows, make_settings
-from tests.test_cli import start_server
+from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env
+from tests.test_cli import running_server
 
 CONCURRENT_REFRESHES = 20
 
@@ -34,42 +32,41 @@ async def test_tokens_race_and_revocation_across_two_processes(
 ) -> None:
     env = production_env(postgres_database, redis_url, redis_prefix)
     migrate_and_create_admin(tmp_path, env)
-    server = start_server(tmp_path, "--workers", "2", **env)
     try:
-        async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:
-            customer = {"email": "race@example.com", "password": PASSWORD, "full_name": "Race"}
-            assert (await http.post("/api/v1/users", json=customer)).status_code == 201
-            form = {"username": customer["email"], "password": PASSWORD}
-            pair = (await http.post("/api/v1/auth/token", data=form)).json()
+        with running_server(tmp_path, "--workers", "2", **env) as server:
+            async with httpx2.AsyncClient(base_url=server.url, timeout=30) as http:
+                customer = {"email": "race@example.com", "password": PASSWORD, "full_name": "Race"}
+                assert (await http.post("/api/v1/users", json=customer)).status_code == 201
+                form = {"username": customer["email"], "password": PASSWORD}
+                pair = (await http.post("/api/v1/auth/token", data=form)).json()
 
-            statuses = await refresh_each_on_its_own_connection(server.url, pair["refresh_token"])
-            assert Counter(statuses) == {200: 1, 401: CONCURRENT_REFRESHES - 1}
+                statuses = await refresh_each_on_its_own_connection(
+                    server.url, pair["refresh_token"]
+                )
+                assert Counter(statuses) == {200: 1, 401: CONCURRENT_REFRESHES - 1}
 
-            fresh = (await http.post("/api/v1/auth/token", data=form)).json()
-            me = (await http.get("/api/v1/users/me", headers=bearer(fresh["access_token"]))).json()
-            admin_form = {"username": ADMIN[0], "password": ADMIN[1]}
-            admin = (await http.post("/api/v1/auth/token", data=admin_form)).json()
-            deactivated = await http.patch(
-                f"/api/v1/users/{me['id']}",
-                json={"is_active": False},
-                headers=bearer(admin["access_token"]),
-            )
-            assert deactivated.status_code == 200
-            for _ in range(6):  # new connections: both processes must refuse the token
-                async with httpx2.AsyncClient(base_url=server.url) as client:
-                    refused = await client.get(
-                        "/api/v1/users/me", headers=bearer(fresh["access_token"])
-                    )
-                    assert refused.status_code == 401
-            assert (await http.post("/api/v1/auth/token", data=form)).status_code == 401
-        stderr = server.stop()
+                fresh = (await http.post("/api/v1/auth/token", data=form)).json()
+                me = (
+                    await http.get("/api/v1/users/me", headers=bearer(fresh["access_token"]))
+                ).json()
+                admin_form = {"username": ADMIN[0], "password": ADMIN[1]}
+                admin = (await http.post("/api/v1/auth/token", data=admin_form)).json()
+                deactivated = await http.patch(
+                    f"/api/v1/users/{me['id']}",
+                    json={"is_active": False},
+                    headers=bearer(admin["access_token"]),
+                )
+                assert deactivated.status_code == 200
+                for _ in range(6):  # new connections: both processes must refuse the token
+                    async with httpx2.AsyncClient(base_url=server.url) as client:
+                        refused = await client.get(
+                            "/api/v1/users/me", headers=bearer(fresh["access_token"])
+                        )
+                        assert refused.status_code == 401
+                assert (await http.post("/api/v1/auth/token", data=form)).status_code == 401
+            stderr = server.stop()
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
-        engine = create_engine(make_settings(postgres_database, tmp_path))
-        await delete_all_rows(engine)  # the suite's other PostgreSQL tests expect empty tables
-        await engine.dispose()
+        await empty_database(postgres_database, tmp_path)
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
     assert len([event for event in events if event.startswith("Started server process")]) == 2
     assert PASSWORD not in stderr

@@ -13,9 +13,9 @@ from order_api.db import create_engine, create_sessionmaker
 from order_api.orders.models import Order
 from order_api.products.models import Product
 from tests.accounts import PASSWORD, bearer
-from tests.processes import ADMIN, migrate_and_create_admin, production_env
-from tests.support import delete_all_rows, make_settings
-from tests.test_cli import start_server
+from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env
+from tests.support import make_settings
+from tests.test_cli import running_server
 
 BUYERS, STOCK = 24, 5
 
@@ -42,32 +42,32 @@ async def test_buyers_on_two_processes_get_exactly_the_stock(
 ) -> None:
     env = production_env(postgres_database, redis_url, redis_prefix)
     migrate_and_create_admin(tmp_path, env)
-    server = start_server(tmp_path, "--workers", "2", **env)
-    engine = create_engine(make_settings(postgres_database, tmp_path))
     try:
-        async with httpx2.AsyncClient(base_url=server.url, timeout=60) as http:
-            admin = await token(http, *ADMIN)
-            product = await http.post(
-                "/api/v1/products",
-                json={"name": "Last few", "price_cents": 100, "stock": STOCK},
-                headers=bearer(admin),
+        with running_server(tmp_path, "--workers", "2", **env) as server:
+            async with httpx2.AsyncClient(base_url=server.url, timeout=60) as http:
+                admin = await token(http, *ADMIN)
+                product = await http.post(
+                    "/api/v1/products",
+                    json={"name": "Last few", "price_cents": 100, "stock": STOCK},
+                    headers=bearer(admin),
+                )
+                assert product.status_code == 201, product.text
+                tokens = []
+                for index in range(BUYERS):
+                    email = f"buyer{index}@example.com"
+                    body = {"email": email, "password": PASSWORD, "full_name": "Buyer"}
+                    assert (await http.post("/api/v1/users", json=body)).status_code == 201
+                    tokens.append(await token(http, email, PASSWORD))
+            statuses = await asyncio.gather(
+                *(buy(server.url, t, product.json()["id"]) for t in tokens)
             )
-            assert product.status_code == 201, product.text
-            tokens = []
-            for index in range(BUYERS):
-                email = f"buyer{index}@example.com"
-                body = {"email": email, "password": PASSWORD, "full_name": "Buyer"}
-                assert (await http.post("/api/v1/users", json=body)).status_code == 201
-                tokens.append(await token(http, email, PASSWORD))
-        statuses = await asyncio.gather(*(buy(server.url, t, product.json()["id"]) for t in tokens))
-        server.stop()
-        assert Counter(statuses) == {201: STOCK, 409: BUYERS - STOCK}
-        async with create_sessionmaker(engine)() as session:
-            assert await session.scalar(select(Product.stock)) == 0
-            assert await session.scalar(select(func.count()).select_from(Order)) == STOCK
+            server.stop()
+            assert Counter(statuses) == {201: STOCK, 409: BUYERS - STOCK}
+            engine = create_engine(make_settings(postgres_database, tmp_path))
+            async with create_sessionmaker(engine)() as session:
+                stock = await session.scalar(select(Product.stock))
+                orders = await session.scalar(select(func.count()).select_from(Order))
+            await engine.dispose()
+            assert (stock, orders) == (0, STOCK)
     finally:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.communicate()
-        await delete_all_rows(engine)  # the suite's other PostgreSQL tests expect empty tables
-        await engine.dispose()
+        await empty_database(postgres_database, tmp_path)
