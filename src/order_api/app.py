@@ -11,10 +11,11 @@ from typing import Any
 import redis.asyncio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api import __version__, api_docs, diagnostics
 from order_api.adapters.cache import InProcessCache, RedisCache
-from order_api.adapters.pubsub import InProcessPubSub, RedisPubSub
+from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.config import Settings, load_settings
@@ -24,6 +25,7 @@ from order_api.errors import UnhandledErrorMiddleware, document_problems, instal
 from order_api.health.router import router as health_router
 from order_api.observability import RequestContextMiddleware, configure_logging
 from order_api.orders.router import router as orders_router
+from order_api.orders.stream import OrderStream
 from order_api.products.router import router as products_router
 from order_api.security import Passwords, Tokens
 from order_api.users.router import router as users_router
@@ -54,12 +56,16 @@ def create_app(settings: Settings) -> FastAPI:
         background = Background.create(settings, app.state.sessionmaker, app.state.pubsub)
         app.state.background = background
         await background.start()
+        order_stream = order_stream_from(settings, app.state.pubsub, app.state.sessionmaker)
+        app.state.order_stream = order_stream
+        await order_stream.start(wait_seconds=settings.redis_timeout_seconds)
         # Long-lived start-up objects never need collecting; freezing them cuts gen-2 GC pauses.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            await order_stream.stop()
             await background.stop()
             if redis_client is not None:
                 await redis_client.aclose()
@@ -107,6 +113,18 @@ def create_app(settings: Settings) -> FastAPI:
 
 def passwords_from(settings: Settings) -> Passwords:
     return Passwords(settings.password_hash_memory_kib, settings.password_hash_iterations)
+
+
+def order_stream_from(
+    settings: Settings, pubsub: PubSub, sessionmaker: async_sessionmaker[AsyncSession]
+) -> OrderStream:
+    return OrderStream(
+        pubsub,
+        sessionmaker,
+        heartbeat_seconds=settings.ws_heartbeat_seconds,
+        backlog=settings.ws_send_queue_size,
+        max_lifetime_seconds=settings.ws_max_lifetime_seconds,
+    )
 
 
 def tokens_from(settings: Settings) -> Tokens:

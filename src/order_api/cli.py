@@ -90,10 +90,25 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_config=None,
-        access_log=False,
-        server_header=False,
+        **uvicorn_options(settings),
     )
+
+
+# Client frames are refused anyway; a bigger one is cut off (1009) before it is buffered whole.
+WS_MAX_CLIENT_FRAME_BYTES = 4096
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How every API process serves: our logging, no version header, WebSocket pings per beat."""
+    return {
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
+        "ws_ping_interval": settings.ws_heartbeat_seconds,
+        "ws_ping_timeout": settings.ws_heartbeat_seconds,
+        "ws_max_size": WS_MAX_CLIENT_FRAME_BYTES,
+    }
 
 
 @cli.command("create-admin")

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
 
+    # Live order stream: heartbeat (and revocation check) period, per-socket backlog, lifetime.
+    ws_heartbeat_seconds: float = Field(default=25.0, gt=0, le=300)
+    ws_send_queue_size: int = Field(default=100, ge=1, le=10_000)
+    ws_max_lifetime_seconds: float = Field(default=3600.0, gt=0, le=86400)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def split_origins(cls, value: object) -> object:

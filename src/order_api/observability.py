@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import structlog
 import structlog.tracebacks
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +26,29 @@ PASSWORD_CHECKS = Counter(
     "order_api_password_checks",
     "Argon2 verifications: against an account's hash, or the dummy hash for unknown e-mails.",
     ["against"],
+)
+
+WEBSOCKETS_OPEN = Gauge(
+    "order_api_websockets_open",
+    "Order stream sockets open now, by stream (one customer, or every order).",
+    ["stream"],
+    multiprocess_mode="livesum",
+)
+WEBSOCKET_MESSAGES = Counter(
+    "order_api_websocket_messages_sent", "Frames sent on order stream sockets.", ["kind"]
+)
+WEBSOCKET_CLOSES = Counter(
+    "order_api_websocket_closes",
+    "Order stream sockets closed by the server, by close code.",
+    ["code"],
+)
+STREAM_MESSAGES_DROPPED = Counter(
+    "order_api_stream_messages_dropped",
+    "Pub-sub messages on the orders channel that were not events.",
+)
+PUBSUB_RECONNECTS = Counter(
+    "order_api_pubsub_reconnects",
+    "Pub-sub subscriptions re-established after the transport was lost.",
 )
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -78,6 +101,16 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
         logging.getLogger(name).propagate = True
     # Our access line replaces uvicorn's, which would log query strings (tokens) in clear text.
     logging.getLogger("uvicorn.access").disabled = True
+    error_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _WebSocketLineFilter) for f in error_logger.filters):
+        error_logger.addFilter(_WebSocketLineFilter())
+
+
+class _WebSocketLineFilter(logging.Filter):
+    """Drops uvicorn's `"WebSocket /path?token=…" [accepted]` lines: our own line replaces them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('%s - "WebSocket ')
 
 
 def pick_request_id(scope: Scope) -> str:
@@ -102,6 +135,9 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -134,3 +170,34 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.clear_contextvars()
             _request_id.reset(token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One line per socket when it ends: how it closed and how long it lived, no token."""
+        request_id = pick_request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        accepted, close_code = False, None
+        started = time.perf_counter()
+
+        async def send_noting_close(message: Message) -> None:
+            nonlocal accepted, close_code
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.close":
+                close_code = message.get("code", 1000)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_close)
+        finally:
+            route = scope.get("route")
+            access_logger.info(
+                "websocket",
+                route=getattr(route, "path", None),
+                path=scope["path"],
+                query=redact_query(scope.get("query_string", b"")),
+                accepted=accepted,
+                close_code=close_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.clear_contextvars()

@@ -69,6 +69,7 @@ class AccessClaims:
     user_id: uuid.UUID
     # Seconds since the epoch with microseconds, compared with the user's `tokens_valid_after`.
     issued_at: float
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,9 @@ class Tokens:
             raise InvalidToken() from None
         if str(user_id) != claims["sub"]:
             raise InvalidToken()  # only the spelling we issue: no braces, urn: prefix or capitals
-        return AccessClaims(user_id=user_id, issued_at=float(claims["iat"]))
+        return AccessClaims(
+            user_id=user_id, issued_at=float(claims["iat"]), expires_at=float(claims["exp"])
+        )
 
     @staticmethod
     def new_refresh() -> RefreshToken:

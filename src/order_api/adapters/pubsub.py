@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import redis.asyncio
+import structlog
+from redis.exceptions import RedisError
+
+from order_api.observability import PUBSUB_RECONNECTS
+
+logger = structlog.get_logger(__name__)
 
 
 class PubSub(Protocol):
@@ -15,7 +24,11 @@ class PubSub(Protocol):
         """Deliver to every current subscriber; raises when the transport is down (retry later)."""
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        """Messages published on the channel from now on, until the context ends."""
+        """Messages published on the channel from now on, until the context ends.
+
+        The iterator never ends by itself: a lost transport is re-established behind it, and
+        what was published meanwhile is missed (readers re-sync from the order history).
+        """
 
 
 class InProcessPubSub:
@@ -37,29 +50,95 @@ class InProcessPubSub:
 
 
 class RedisPubSub:
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    """Redis channels `{prefix}:events:{channel}`; subscriptions reconnect and resubscribe."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str, *, ping_seconds: float = 5.0
+    ) -> None:
         self._client = client
         self._prefix = f"{prefix}:events:"
+        self._ping_seconds = ping_seconds
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self._client.publish(self._prefix + channel, message)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._prefix + channel)
+        subscription = _RedisSubscription(self._client, self._prefix + channel, self._ping_seconds)
+        await subscription.connect()  # subscribed on entry when Redis is up; retried if not
         try:
-            yield _messages(pubsub)
+            yield subscription.messages()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            await subscription.disconnect()
+
+
+class _RedisSubscription:
+    RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 0.1, 2.0
+
+    def __init__(self, client: redis.asyncio.Redis, channel: str, ping_seconds: float) -> None:
+        self._client = client
+        self._channel = channel
+        self._ping_seconds = ping_seconds
+        self._pubsub: redis.asyncio.client.PubSub | None = None
+
+    async def connect(self) -> redis.asyncio.client.PubSub | None:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._channel)
+        except (RedisError, OSError) as error:
+            logger.warning("pubsub_subscribe_failed", channel=self._channel, error=repr(error))
+            await _close_quietly(pubsub)
+            return None
+        self._pubsub = pubsub
+        return pubsub
+
+    async def disconnect(self) -> None:
+        if self._pubsub is not None:
+            await _close_quietly(self._pubsub)
+            self._pubsub = None
+
+    async def messages(self) -> AsyncIterator[bytes]:
+        delay = self.RETRY_FIRST_SECONDS
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None:
+                # Full jitter: processes that lost Redis together do not return in lock-step.
+                await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - not cryptographic
+                delay = min(delay * 2, self.RETRY_MAX_SECONDS)
+                pubsub = await self.connect()
+                if pubsub is None:
+                    continue
+                PUBSUB_RECONNECTS.inc()
+                logger.info("pubsub_resubscribed", channel=self._channel)
+            delay = self.RETRY_FIRST_SECONDS
+            try:
+                async for data in self._read(pubsub):
+                    yield data
+            except (RedisError, OSError) as error:
+                logger.warning("pubsub_connection_lost", channel=self._channel, error=repr(error))
+                await self.disconnect()
+
+    async def _read(self, pubsub: redis.asyncio.client.PubSub) -> AsyncIterator[bytes]:
+        """Messages as they come; a PING when idle, and a silent server counts as lost."""
+        last_heard = time.monotonic()
+        while True:
+            message = await pubsub.get_message(timeout=self._ping_seconds)
+            if message is None:
+                if time.monotonic() - last_heard > 3 * self._ping_seconds:
+                    raise RedisError("no answer to three pings")  # a hung server sends no RST
+                await pubsub.ping()
+                continue
+            last_heard = time.monotonic()
+            if message["type"] == "message":
+                yield message["data"]
+
+
+async def _close_quietly(pubsub: redis.asyncio.client.PubSub) -> None:
+    # A connection already gone has nothing left to release.
+    with contextlib.suppress(RedisError, OSError):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
 
 async def _drain(queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
     while True:
         yield await queue.get()
-
-
-async def _messages(pubsub: redis.asyncio.client.PubSub) -> AsyncIterator[bytes]:
-    async for message in pubsub.listen():
-        if message["type"] == "message":
-            yield message["data"]

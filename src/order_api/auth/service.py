@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 import structlog
@@ -13,10 +15,17 @@ from order_api.auth.models import RefreshToken, RefreshTokenFamily
 from order_api.auth.schemas import TokenPair
 from order_api.errors import Unauthorized
 from order_api.fields import normalise_email
-from order_api.security import InvalidToken, Passwords, Tokens, hash_refresh_token
+from order_api.security import (
+    AccessClaims,
+    InvalidToken,
+    Passwords,
+    Tokens,
+    hash_refresh_token,
+)
 from order_api.users.models import User
 
 logger = structlog.get_logger(__name__)
+REVOCATION_CHECK_BATCH = 500  # ids per IN (...) list: well inside every driver's parameter limit
 
 
 class InvalidCredentials(Unauthorized):
@@ -143,13 +152,35 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 
 async def authenticate(session: AsyncSession, tokens: Tokens, access_token: str) -> User:
     """The active user an access token speaks for, read fresh (role included) on every request."""
-    claims = tokens.verify_access(access_token)
+    return await user_for_claims(session, tokens.verify_access(access_token))
+
+
+async def user_for_claims(session: AsyncSession, claims: AccessClaims) -> User:
+    """The active user of verified claims, unless a revocation came after the token was issued."""
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise InvalidToken()
     if claims.issued_at < user.tokens_valid_after.timestamp():
         raise InvalidToken()
     return user
+
+
+async def revocation_cutoffs(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, float]:
+    """Per user, the instant before which their access tokens no longer count (a token issued
+    earlier is revoked); infinity for a deactivated or deleted account."""
+    cutoffs = dict.fromkeys(user_ids, math.inf)
+    ids = list(user_ids)
+    for start in range(0, len(ids), REVOCATION_CHECK_BATCH):
+        rows = await session.execute(
+            select(User.id, User.tokens_valid_after).where(
+                User.id.in_(ids[start : start + REVOCATION_CHECK_BATCH]), User.is_active
+            )
+        )
+        for user_id, valid_after in rows:
+            cutoffs[user_id] = valid_after.timestamp()
+    return cutoffs
 
 
 async def _find_by_email(session: AsyncSession, email: str) -> User | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Header, Query, WebSocket, status
 from fastapi.responses import JSONResponse
 
 from order_api.auth.dependencies import CurrentUser, StaffUser
@@ -20,6 +20,7 @@ from order_api.orders.schemas import (
     OrderRead,
     StatusChange,
 )
+from order_api.orders.stream_socket import serve_order_stream
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -82,3 +83,18 @@ async def order_events(
     """The order's history, oldest first: who moved it, when, from which status to which."""
     events = await service.order_events(session, viewer, order_id)
     return [OrderEventRead.model_validate(event) for event in events]
+
+
+@router.websocket("/ws")
+async def watch_every_order(websocket: WebSocket, token: str | None = None) -> None:
+    """Staff: every order's status changes, live. See docs/orders.md for frames and codes."""
+    await serve_order_stream(websocket, token, customer=None)
+
+
+@router.websocket("/ws/{customer_id}")
+async def watch_customer_orders(
+    websocket: WebSocket, customer_id: str, token: str | None = None
+) -> None:
+    """One customer's order status changes, live: the customer themself, or staff."""
+    # A str, not a UUID: the token is checked before the id's shape, and a bad id gets a code.
+    await serve_order_stream(websocket, token, customer=customer_id)

@@ -1,0 +1,48 @@
+"""Who may open which order stream: checked before a socket is accepted, nothing sent first."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.auth.service import user_for_claims
+from order_api.orders.service import is_staff
+from order_api.orders.stream import NOT_ALLOWED, TOKEN_REFUSED, Closing, Viewer
+from order_api.security import InvalidToken, Tokens
+
+
+class StreamRefused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.closing = Closing(code, reason)
+
+
+async def admit_viewer(
+    session: AsyncSession, tokens: Tokens, token: str | None, customer: str | None
+) -> Viewer:
+    """The viewer a token makes, for one customer's stream or (customer None) every order's.
+
+    Order of checks: the token first (4401), then the id's shape (1008), then the right (4403).
+    """
+    if not token:
+        raise StreamRefused(TOKEN_REFUSED, "an access token is required: ?token=…")
+    try:
+        claims = tokens.verify_access(token)
+        user = await user_for_claims(session, claims)
+    except InvalidToken:
+        raise StreamRefused(
+            TOKEN_REFUSED, "the access token is invalid, expired or revoked"
+        ) from None
+    if customer is None:
+        if not is_staff(user):
+            raise StreamRefused(NOT_ALLOWED, "only staff may watch every order")
+        customer_id = None
+    else:
+        try:
+            customer_id = uuid.UUID(customer)
+        except ValueError:
+            raise StreamRefused(1008, "the customer id is not a UUID") from None
+        if customer_id != user.id and not is_staff(user):
+            raise StreamRefused(NOT_ALLOWED, "you may watch only your own orders")
+    return Viewer(user.id, claims.issued_at, claims.expires_at, customer_id)

@@ -1,0 +1,94 @@
+"""The socket side of the order stream: admit, accept, then pump frames until one side ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
+from order_api.orders.stream import CLIENT_GONE, Closing, OrderStream, Watcher
+from order_api.orders.stream_access import StreamRefused, admit_viewer
+
+logger = structlog.get_logger(__name__)
+
+HEARTBEAT_FRAME = '{"type":"heartbeat"}'
+NO_MESSAGES_TAKEN = Closing(1003, "this stream only sends; it takes no messages")
+UNAVAILABLE = Closing(1013, "the service cannot check the token now; try again later")
+# Errors a send or receive raises once the client has gone (uvicorn's are OSError subclasses).
+DISCONNECTED = (WebSocketDisconnect, OSError, RuntimeError)
+
+
+async def serve_order_stream(websocket: WebSocket, token: str | None, customer: str | None) -> None:
+    """One socket's whole life. `customer` None is the every-order stream (staff)."""
+    state = websocket.app.state
+    hub: OrderStream = state.order_stream
+    try:
+        async with state.sessionmaker() as session:
+            viewer = await admit_viewer(session, state.tokens, token, customer)
+    except StreamRefused as refusal:
+        await _refuse(websocket, refusal.closing)
+        return
+    except (SQLAlchemyError, OSError) as error:
+        logger.warning("stream_admission_failed", error=repr(error))
+        await _refuse(websocket, UNAVAILABLE)
+        return
+    await websocket.accept()
+    with hub.watch(viewer) as watcher:
+        await _pump(websocket, watcher, hub.heartbeat_seconds)
+
+
+async def _refuse(websocket: WebSocket, closing: Closing) -> None:
+    # Closing before accept would be an HTTP 403; clients are promised a close code instead.
+    WEBSOCKET_CLOSES.labels(str(closing.code)).inc()
+    with contextlib.suppress(*DISCONNECTED):
+        await websocket.accept()
+        await websocket.close(closing.code or 1000, closing.reason)
+
+
+async def _pump(websocket: WebSocket, watcher: Watcher, heartbeat_seconds: float) -> None:
+    tasks = [
+        asyncio.create_task(_send_frames(websocket, watcher, heartbeat_seconds)),
+        asyncio.create_task(_refuse_client_frames(websocket, watcher)),
+        asyncio.create_task(watcher.ended.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Cancelling the sender also frees it from a send blocked by a client that never reads.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:  # a disconnect is handled inside the tasks: anything else is a bug to show
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+    closing = watcher.closing or CLIENT_GONE
+    if closing.code is not None:
+        with contextlib.suppress(*DISCONNECTED, TimeoutError):
+            async with asyncio.timeout(heartbeat_seconds):
+                await websocket.close(closing.code, closing.reason)
+
+
+async def _send_frames(websocket: WebSocket, watcher: Watcher, heartbeat_seconds: float) -> None:
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(heartbeat_seconds):
+                    frame, kind = await watcher.frames.get(), "event"
+            except TimeoutError:
+                frame, kind = HEARTBEAT_FRAME, "heartbeat"
+            await websocket.send_text(frame)
+            WEBSOCKET_MESSAGES.labels(kind).inc()
+    except DISCONNECTED:
+        watcher.end(CLIENT_GONE)
+
+
+async def _refuse_client_frames(websocket: WebSocket, watcher: Watcher) -> None:
+    try:
+        message = await websocket.receive()
+    except DISCONNECTED:
+        message = {"type": "websocket.disconnect"}
+    watcher.end(CLIENT_GONE if message["type"] == "websocket.disconnect" else NO_MESSAGES_TAKEN)
