@@ -21,6 +21,7 @@ from order_api.app import create_app
 from order_api.config import Settings
 from order_api.db import create_engine
 from tests.accounts import Shop, ShopFactory
+from tests.streams import WAIT_SECONDS, LiveShop, LiveShopFactory, served
 from tests.support import (
     BACKENDS,
     IN_CI,
@@ -128,6 +129,26 @@ async def make_shop(make_app: AppBuilder) -> AsyncIterator[ShopFactory]:
             return Shop(app, await stack.enter_async_context(client))
 
         yield build
+
+
+@pytest.fixture
+async def make_live_shop(make_app: AppBuilder) -> AsyncIterator[LiveShopFactory]:
+    """Like make_shop, but served by a real uvicorn on a free port: for WebSockets."""
+    async with AsyncExitStack() as stack:
+
+        async def build(send_buffer_bytes: int | None = None, **overrides: Any) -> LiveShop:
+            app = await make_app(**overrides)
+            address = await stack.enter_async_context(served(app, send_buffer_bytes))
+            client = httpx2.AsyncClient(base_url=f"http://{address}", timeout=WAIT_SECONDS)
+            await stack.enter_async_context(client)
+            return LiveShop(app, client, ws_base=f"ws://{address}")
+
+        yield build
+
+
+@pytest.fixture
+async def live_shop(make_live_shop: LiveShopFactory) -> LiveShop:
+    return await make_live_shop()
 
 
 @pytest.fixture

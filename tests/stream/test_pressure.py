@@ -1,0 +1,108 @@
+"""Under pressure: a client that never reads is closed 1013 without delaying the others, and a
+thousand sockets opened at once are each admitted or refused, with the service still answering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from order_api.orders.events import ORDERS_CHANNEL
+from order_api.orders.stream import OrderStream, Watcher
+from order_api.users.models import Role
+from tests.catalogue import create_product, order
+from tests.streams import (
+    WAIT_SECONDS,
+    LiveShop,
+    LiveShopFactory,
+    frames_until_closed,
+    next_event,
+    open_stream,
+    refusal_code,
+    small_receive_buffer_socket,
+)
+from tests.waiting import wait_until
+
+SOCKETS, BAD_SOCKETS = 1000, 100
+MAX_EVENTS = 20_000  # far more than a 4 KiB send buffer and a 20-frame backlog can hold
+
+
+def event_for(customer_id: uuid.UUID) -> bytes:
+    event = {
+        "order_id": str(uuid.uuid4()),
+        "customer_id": str(customer_id),
+        "status": "PAID",
+        "previous_status": "PENDING",
+        "at": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps(event).encode()
+
+
+def watcher_of(hub: OrderStream, customer_id: uuid.UUID) -> Watcher | None:
+    return next((w for w in hub.watchers() if w.viewer.customer_id == customer_id), None)
+
+
+async def test_a_client_that_never_reads_is_closed_1013_and_delays_no_one(
+    make_live_shop: LiveShopFactory,
+) -> None:
+    shop = await make_live_shop(send_buffer_bytes=4096, ws_send_queue_size=20)
+    staff, customer = await shop.account(Role.STAFF), await shop.account()
+    address = shop.ws_base.removeprefix("ws://")
+    # The client library stops reading once one frame waits unread: a client that never reads.
+    sock = small_receive_buffer_socket(address)
+    url = shop.stream_url(customer.access_token, customer.id)
+    hub: OrderStream = shop.app.state.order_stream
+    async with (
+        connect(url, sock=sock, max_queue=1, open_timeout=WAIT_SECONDS) as slow,
+        open_stream(shop.stream_url(staff.access_token)) as fast,
+    ):
+        await wait_until(lambda: watcher_of(hub, customer.id) is not None, "the slow watcher")
+        slow_watcher = watcher_of(hub, customer.id)
+        assert slow_watcher is not None
+        published = 0
+        # Lock-step with the fast client: every event reaches it before the next is published.
+        while slow_watcher.closing is None:
+            assert published < MAX_EVENTS, "the slow client was never cut off"
+            message = event_for(customer.id)
+            await shop.app.state.pubsub.publish(ORDERS_CHANNEL, message)
+            assert (await next_event(fast))["order_id"] == json.loads(message)["order_id"]
+            published += 1
+        for _ in range(10):  # and it goes on being served after the slow one is gone
+            message = event_for(customer.id)
+            await shop.app.state.pubsub.publish(ORDERS_CHANNEL, message)
+            assert (await next_event(fast))["order_id"] == json.loads(message)["order_id"]
+        frames, code = await frames_until_closed(slow)
+    assert code == 1013
+    assert 0 < len(frames) < published  # it got what fit in the buffers, then the close
+
+
+async def open_admitted(url: str, stack: AsyncExitStack) -> ClientConnection:
+    return await stack.enter_async_context(open_stream(url))
+
+
+async def test_a_thousand_sockets_opened_at_once(live_shop: LiveShop) -> None:
+    shop = live_shop
+    staff, customer = await shop.account(Role.STAFF), await shop.account()
+    good = shop.stream_url(customer.access_token, customer.id)
+    bad = shop.stream_url("not-a-token", customer.id)
+    async with AsyncExitStack() as stack:
+        opened, refused, live = await asyncio.gather(
+            asyncio.gather(*(open_admitted(good, stack) for _ in range(SOCKETS))),
+            asyncio.gather(*(refusal_code(bad) for _ in range(BAD_SOCKETS))),
+            shop.client.get("/health/live"),
+        )
+        assert refused == [4401] * BAD_SOCKETS
+        assert live.status_code == 200
+        hub: OrderStream = shop.app.state.order_stream
+        assert len(hub.watchers()) == SOCKETS
+        product = await create_product(shop, staff.headers, stock=1)
+        placed = await order(shop, customer.headers, [(product["id"], 1)])
+        assert placed.status_code == 201, placed.text
+        events = await asyncio.gather(*(next_event(websocket) for websocket in opened))
+        assert {event["order_id"] for event in events} == {placed.json()["id"]}
+        assert len(events) == SOCKETS
+    await wait_until(lambda: not hub.watchers(), "every socket to be forgotten")
