@@ -113,3 +113,13 @@ async def test_a_malformed_customer_id_is_closed_1008_after_the_token(
     assert await refusal_code(shop.stream_url(customer.access_token, customer_id)) == 1008
     # The token is checked before anything else: a bad token with a bad id is still 4401.
     assert await refusal_code(shop.stream_url("bad", customer_id)) == 4401
+
+
+async def test_a_database_that_cannot_answer_gets_1013_not_a_crash(
+    make_live_shop: LiveShopFactory,
+) -> None:
+    unreachable = "postgresql+asyncpg://postgres@127.0.0.1:1/order_api_nowhere"
+    shop = await make_live_shop(database_url=unreachable, db_pool_timeout_seconds=1)
+    token = mint(claims_for(uuid.uuid4()))
+    assert await refusal_code(shop.stream_url(token)) == 1013
+    assert (await shop.client.get("/health/live")).status_code == 200
