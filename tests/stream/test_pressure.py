@@ -17,7 +17,6 @@ from order_api.users.models import Role
 from tests.catalogue import create_product, order
 from tests.streams import (
     WAIT_SECONDS,
-    LiveShop,
     LiveShopFactory,
     frames_until_closed,
     next_event,
