@@ -127,6 +127,8 @@ class OrderStream:
             asyncio.create_task(self._relay_events(), name="order-stream-relay"),
             asyncio.create_task(self._end_revoked_periodically(), name="order-stream-revocations"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_report_death)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
 
@@ -216,3 +218,9 @@ class OrderStream:
             except (SQLAlchemyError, OSError) as error:
                 # The next beat tries again; meanwhile sockets keep their last known right.
                 logger.warning("stream_revocation_check_failed", error=repr(error))
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """These tasks run for the process's life: one that ends on its own is a bug to see at once."""
+    if not task.cancelled():
+        logger.error("order_stream_task_died", task=task.get_name(), error=repr(task.exception()))

@@ -26,7 +26,7 @@ async def admit_viewer(
     Order of checks: the token first (4401), then the id's shape (1008), then the right (4403).
     """
     if not token:
-        raise StreamRefused(TOKEN_REFUSED, "an access token is required: ?token=…")
+        raise StreamRefused(TOKEN_REFUSED, "an access token is required: ?token=...")
     try:
         claims = tokens.verify_access(token)
         user = await user_for_claims(session, claims)
