@@ -26,6 +26,7 @@ sync: $(UV)
 
 services:
 	@bash scripts/start-test-services.sh
+	@bash scripts/install-browser.sh
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools

@@ -18,6 +18,7 @@ from order_api.adapters.cache import InProcessCache, RedisCache
 from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
+from order_api.board.router import router as board_router
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users_router)
     app.include_router(products_router)
     app.include_router(orders_router)
+    app.include_router(board_router)
     api_docs.install_api_docs(app)
     if settings.environment == "test":
         app.include_router(diagnostics.router)

@@ -1,0 +1,1 @@
+"""The staff order board: one static page that lists orders and follows the live order stream."""
