@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from dataclasses import dataclass
 
 import redis.asyncio
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
@@ -16,7 +17,7 @@ from taskiq.receiver import Receiver
 from order_api.adapters.pubsub import PubSub, RedisPubSub
 from order_api.config import Settings
 from order_api.db import create_engine, create_sessionmaker
-from order_api.jobs.broker import create_broker, kicker
+from order_api.jobs.broker import create_broker, job_stream, kicker, worker_group
 from order_api.jobs.delivery import Handler, JobRuntime
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import EMAIL_KIND
@@ -91,18 +92,46 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await background.start(queue_required=True)
-    receiver = Receiver(
-        background.broker,
-        max_async_tasks=concurrency,
-        run_startup=False,
-        wait_tasks_timeout=settings.job_lease_seconds,
-    )
-    logger.info("worker_started", concurrency=concurrency, queue=f"{settings.redis_prefix}:jobs")
+    logger.info("worker_started", concurrency=concurrency, queue=job_stream(settings))
     try:
-        await receiver.listen(stopping)
+        while not stopping.is_set():
+            receiver = Receiver(
+                background.broker,
+                max_async_tasks=concurrency,
+                run_startup=False,
+                wait_tasks_timeout=settings.job_lease_seconds,
+            )
+            try:
+                await receiver.listen(stopping)
+            except* (RedisError, OSError) as lost:
+                logger.warning("job_queue_lost", error=repr(lost.exceptions[0]))
+                await _wait_for_queue(redis_client, settings, stopping)
     finally:
         logger.info("worker_stopping")
         await background.stop()
         await redis_client.aclose()
         await engine.dispose()
     logger.info("worker_stopped")
+
+
+async def _wait_for_queue(
+    redis_client: redis.asyncio.Redis, settings: Settings, stopping: asyncio.Event
+) -> None:
+    """Until Redis answers again, with the consumer group back (a restart without persistence
+    loses it, and taskiq declares it only at start-up)."""
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            await redis_client.xgroup_create(
+                job_stream(settings), worker_group(settings), id="0", mkstream=True
+            )
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        except (RedisError, OSError):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        logger.info("job_queue_back")
+        return

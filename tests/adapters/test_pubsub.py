@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio
+import structlog
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.orders.events import ORDERS_CHANNEL
 from order_api.users.models import Role
 from tests.accounts import Shop
+from tests.redis_server import RedisProcess, own_redis
+from tests.waiting import wait_until
 
 WAIT_SECONDS = 10  # a generous bound for a message to arrive, not a speed assertion
 
@@ -86,3 +93,96 @@ async def test_placing_and_moving_an_order_publishes_its_events(shop: Shop) -> N
     assert created["customer_id"] == str(customer.id)
     assert (created["previous_status"], created["status"]) == (None, "PENDING")
     assert (moved["previous_status"], moved["status"]) == ("PENDING", "PAID")
+
+
+@pytest.fixture
+def restartable_redis() -> Iterator[RedisProcess]:
+    with own_redis() as server:
+        yield server
+
+
+def quick_client(url: str) -> redis.asyncio.Redis:
+    """Timeouts as the service sets them: a hung server must not hang a connect or a read."""
+    return redis.asyncio.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+
+@asynccontextmanager
+async def collected(messages: AsyncIterator[bytes]) -> AsyncIterator[asyncio.Queue[bytes]]:
+    """Reads the subscription in a task: a wait that times out must not close the iterator."""
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def read() -> None:
+        async for message in messages:
+            received.put_nowait(message)
+
+    reader = asyncio.create_task(read())
+    try:
+        yield received
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def publish_until_received(
+    pubsub: PubSub, received: asyncio.Queue[bytes], message: bytes
+) -> None:
+    """Publishing is fire-and-forget: publish again until the returning subscriber gets it."""
+
+    async def delivered() -> bool:
+        with contextlib.suppress(RedisError, OSError):  # the publisher's reconnect may lag too
+            await pubsub.publish("news", message)
+        try:
+            return await asyncio.wait_for(received.get(), 0.2) == message
+        except TimeoutError:
+            return False
+
+    await wait_until(delivered, f"{message!r} to reach the resubscribed reader", WAIT_SECONDS * 2)
+
+
+def reconnects() -> float:
+    return REGISTRY.get_sample_value("order_api_pubsub_reconnects_total") or 0.0
+
+
+async def test_a_redis_subscription_keeps_yielding_after_redis_restarts(
+    restartable_redis: RedisProcess,
+) -> None:
+    await restartable_redis.start_and_wait()
+    client = quick_client(restartable_redis.url)
+    pubsub = RedisPubSub(client, "order-api-test")
+    try:
+        async with pubsub.subscribe("news") as messages, collected(messages) as received:
+            await pubsub.publish("news", b"before")
+            assert await asyncio.wait_for(received.get(), WAIT_SECONDS) == b"before"
+            restartable_redis.stop()
+            await restartable_redis.start_and_wait()
+            await publish_until_received(pubsub, received, b"after")
+    finally:
+        await client.aclose()
+
+
+async def test_a_hung_redis_is_noticed_and_the_subscription_comes_back(
+    restartable_redis: RedisProcess,
+) -> None:
+    await restartable_redis.start_and_wait()
+    client = quick_client(restartable_redis.url)
+    pubsub = RedisPubSub(client, "order-api-test", ping_seconds=0.2)
+    reconnects_before = reconnects()
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with pubsub.subscribe("news") as messages, collected(messages) as received:
+                await pubsub.publish("news", b"before")
+                assert await asyncio.wait_for(received.get(), WAIT_SECONDS) == b"before"
+                restartable_redis.pause()
+                try:
+                    # A hung server sends no RST: only the unanswered pings tell.
+                    await wait_until(
+                        lambda: any(log["event"] == "pubsub_connection_lost" for log in logs),
+                        "the subscription to give up on the silent server",
+                    )
+                finally:
+                    restartable_redis.resume()
+                await publish_until_received(pubsub, received, b"after")
+    finally:
+        await client.aclose()
+    assert reconnects() > reconnects_before

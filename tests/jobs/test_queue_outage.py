@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -12,41 +10,17 @@ from fastapi import FastAPI
 
 from order_api.jobs.models import OutboxStatus
 from tests.jobs.conftest import FAST_JOBS, outbox_row, queue_and_commit
-from tests.smtp_server import free_port
+from tests.redis_server import RedisProcess, own_redis
 from tests.support import AppBuilder
 from tests.waiting import wait_until
 
 PREFIX = "order-api-outage"
 
 
-class RedisProcess:
-    """A Redis server of the test's own on a free port, started late to model an outage."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self.process = subprocess.Popen([*command, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def late_redis() -> Iterator[RedisProcess]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisProcess()
-    yield server
-    server.stop()
+    with own_redis() as server:
+        yield server
 
 
 async def stream_length(url: str) -> int:

@@ -26,6 +26,14 @@ async def deliver_outbox_message(
     await deliver(runtime, uuid.UUID(message_id))
 
 
+def job_stream(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:jobs"
+
+
+def worker_group(settings: Settings) -> str:
+    return f"{settings.redis_prefix}:workers"
+
+
 def create_broker(settings: Settings, runtime: JobRuntime) -> AsyncBroker:
     broker: AsyncBroker
     if settings.redis_url is None:
@@ -33,8 +41,8 @@ def create_broker(settings: Settings, runtime: JobRuntime) -> AsyncBroker:
     else:
         broker = RedisStreamBroker(
             settings.redis_url,
-            queue_name=f"{settings.redis_prefix}:jobs",
-            consumer_group_name=f"{settings.redis_prefix}:workers",
+            queue_name=job_stream(settings),
+            consumer_group_name=worker_group(settings),
             consumer_id="0",  # a group created after the first kick still reads it
             xread_block=STREAM_BLOCK_MS,
             maxlen=STREAM_MAX_LENGTH,
