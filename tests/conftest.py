@@ -138,10 +138,10 @@ async def make_live_shop(make_app: AppBuilder) -> AsyncIterator[LiveShopFactory]
 
         async def build(send_buffer_bytes: int | None = None, **overrides: Any) -> LiveShop:
             app = await make_app(**overrides)
-            address = await stack.enter_async_context(served(app, send_buffer_bytes))
+            address, server = await stack.enter_async_context(served(app, send_buffer_bytes))
             client = httpx2.AsyncClient(base_url=f"http://{address}", timeout=WAIT_SECONDS)
             await stack.enter_async_context(client)
-            return LiveShop(app, client, ws_base=f"ws://{address}")
+            return LiveShop(app, client, ws_base=f"ws://{address}", server=server)
 
         yield build
 

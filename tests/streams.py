@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from order_api.cli import uvicorn_options
+from order_api.serving import uvicorn_options
 from tests.accounts import Shop
 from tests.waiting import wait_until
 
@@ -32,6 +32,15 @@ class LiveShop(Shop):
     """A Shop whose client speaks real HTTP to a real server; `ws_base` is its ws:// root."""
 
     ws_base: str
+    server: uvicorn.Server
+
+    def holds_connection_from(self, client: socket.socket) -> bool:
+        """Whether the server still has a connection from that client socket."""
+        port = client.getsockname()[1]
+        peers: list[Any] = [
+            getattr(p, "client", None) for p in self.server.server_state.connections
+        ]
+        return any(peer is not None and peer[1] == port for peer in peers)
 
     def stream_url(self, token: str | None, customer_id: uuid.UUID | str | None = None) -> str:
         path = "/api/v1/orders/ws" + (f"/{customer_id}" if customer_id is not None else "")
@@ -42,7 +51,9 @@ LiveShopFactory = Callable[..., Awaitable[LiveShop]]
 
 
 @asynccontextmanager
-async def served(app: FastAPI, send_buffer_bytes: int | None = None) -> AsyncIterator[str]:
+async def served(
+    app: FastAPI, send_buffer_bytes: int | None = None
+) -> AsyncIterator[tuple[str, uvicorn.Server]]:
     """Serve an app whose lifespan already runs, with the options `order-api serve` uses.
 
     `send_buffer_bytes` fixes the kernel send buffer of every connection (a slow network).
@@ -59,7 +70,7 @@ async def served(app: FastAPI, send_buffer_bytes: int | None = None) -> AsyncIte
     task = asyncio.create_task(server.serve(sockets=[listener]))
     await wait_until(lambda: server.started or task.done(), "uvicorn to start")
     try:
-        yield f"{host}:{port}"
+        yield f"{host}:{port}", server
     finally:
         server.should_exit = True
         await task
@@ -67,8 +78,10 @@ async def served(app: FastAPI, send_buffer_bytes: int | None = None) -> AsyncIte
 
 
 @asynccontextmanager
-async def open_stream(url: str, **options: Any) -> AsyncIterator[ClientConnection]:
-    async with connect(url, open_timeout=WAIT_SECONDS, **options) as websocket:
+async def open_stream(
+    url: str, open_timeout: float = WAIT_SECONDS, **options: Any
+) -> AsyncIterator[ClientConnection]:
+    async with connect(url, open_timeout=open_timeout, **options) as websocket:
         yield websocket
 
 
@@ -85,13 +98,18 @@ async def next_event(websocket: ClientConnection) -> dict[str, Any]:
     return frame
 
 
-async def frames_until_closed(websocket: ClientConnection) -> tuple[list[str], int | None]:
-    """Every data frame the server sends until it closes, and the close code it closed with."""
+async def frames_until_closed(
+    websocket: ClientConnection, within: float = 4 * WAIT_SECONDS
+) -> tuple[list[str], int | None]:
+    """Every data frame the server sends until it closes, and the close code it closed with.
+
+    Bounded as a whole: heartbeats must not keep a socket that should have closed waiting.
+    """
     frames: list[str] = []
     try:
-        while True:
-            frame = await asyncio.wait_for(websocket.recv(), WAIT_SECONDS)
-            frames.append(str(frame))
+        async with asyncio.timeout(within):
+            while True:
+                frames.append(str(await websocket.recv()))
     except ConnectionClosed as closed:
         return frames, closed.rcvd.code if closed.rcvd else None
 

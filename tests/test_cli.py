@@ -281,8 +281,17 @@ def test_serve_runs_the_embedded_service(embedded_server: RunningServer, tmp_pat
     assert (tmp_path / "data" / "secret_key").exists()
 
 
-def test_serve_with_several_worker_processes(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--workers", "2") as server:
+def test_several_worker_processes_need_redis(tmp_path: Path) -> None:
+    result = run(["serve", "--workers", "2"], tmp_path)
+    assert result.returncode == 2
+    assert "--workers above 1 needs REDIS_URL" in result.stderr
+
+
+def test_serve_with_several_worker_processes(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    redis = {"REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix, "SECRET_KEY": TEST_SECRET_KEY}
+    with running_server(tmp_path, "--workers", "2", **redis) as server:
         for attempt in range(20):
             request_id = f"w-{attempt}"
             response = httpx2.get(

@@ -25,6 +25,7 @@ from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.observability import configure_logging
 from order_api.products.demo import seed_demo_catalogue
+from order_api.serving import uvicorn_options
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate
@@ -70,6 +71,14 @@ def serve(
 ) -> None:
     """Serve the API. With the embedded SQLite database, migrations are applied first."""
     settings = settings_or_exit()
+    if workers > 1 and settings.redis_url is None:
+        # In-process adapters are per process: events would reach only the relaying process.
+        typer.echo(
+            "order-api: --workers above 1 needs REDIS_URL (without it, the live order stream "
+            "and the cache are each process's own)",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     if settings.is_sqlite:
         upgrade_or_exit(settings)
         logger.info("migrations_applied", database="sqlite")
@@ -92,23 +101,6 @@ def serve(
         workers=workers,
         **uvicorn_options(settings),
     )
-
-
-# Client frames are refused anyway; a bigger one is cut off (1009) before it is buffered whole.
-WS_MAX_CLIENT_FRAME_BYTES = 4096
-
-
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How every API process serves: our logging, no version header, WebSocket pings per beat."""
-    return {
-        "log_config": None,
-        "access_log": False,
-        "server_header": False,
-        # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
-        "ws_ping_interval": settings.ws_heartbeat_seconds,
-        "ws_ping_timeout": settings.ws_heartbeat_seconds,
-        "ws_max_size": WS_MAX_CLIENT_FRAME_BYTES,
-    }
 
 
 @cli.command("create-admin")

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REDACTED = "[redacted]"
+TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
 
 JOBS = Counter("order_api_jobs", "Outbox deliveries by kind and outcome.", ["kind", "outcome"])
 OUTBOX_RELAYED = Counter("order_api_outbox_relayed", "Outbox rows handed to the job queue.")
@@ -87,6 +88,7 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
         cache_logger_on_first_use=False,
     )
     handler = _OurHandler(stream or sys.stderr)
+    handler.addFilter(_TokenFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -102,15 +104,29 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
     # Our access line replaces uvicorn's, which would log query strings (tokens) in clear text.
     logging.getLogger("uvicorn.access").disabled = True
     error_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _WebSocketLineFilter) for f in error_logger.filters):
-        error_logger.addFilter(_WebSocketLineFilter())
+    if not any(isinstance(f, _UvicornWebSocketFilter) for f in error_logger.filters):
+        error_logger.addFilter(_UvicornWebSocketFilter())
 
 
-class _WebSocketLineFilter(logging.Filter):
-    """Drops uvicorn's `"WebSocket /path?token=…" [accepted]` lines: our own line replaces them."""
+class _UvicornWebSocketFilter(logging.Filter):
+    """Drops uvicorn's `"WebSocket /path?token=…" [accepted]` lines (our own line replaces them),
+    and tells a client's invalid UTF-8 as the warning it is, not an error with a traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith('%s - "WebSocket ')
+        if str(record.msg).startswith('%s - "WebSocket '):
+            return False
+        if record.msg == "Invalid UTF-8 sequence received from client.":
+            record.levelno, record.levelname, record.exc_info = logging.WARNING, "WARNING", None
+        return True
+
+
+class _TokenFilter(logging.Filter):
+    """Redacts `token=` values in any library's message (DEBUG logs echo request lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in (message := record.getMessage()):
+            record.msg, record.args = TOKEN_IN_TEXT.sub(rf"\1{REDACTED}", message), None
+        return True
 
 
 def pick_request_id(scope: Scope) -> str:

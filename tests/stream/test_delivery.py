@@ -156,8 +156,9 @@ async def test_a_socket_ends_4401_when_its_token_expires(shop: LiveShop) -> None
     customer = await shop.account()
     token = mint(claims_for(customer.id, exp=FromNow(1.5)))
     async with open_stream(shop.stream_url(token, customer.id)) as websocket:
-        _, code = await frames_until_closed(websocket)
+        frames, code = await frames_until_closed(websocket)
     assert code == 4401
+    assert frames  # admitted, then ended: heartbeats came before the close
 
 
 async def test_logout_everywhere_ends_open_sockets_4401_at_the_next_beat(shop: LiveShop) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -23,11 +23,13 @@ class PubSub(Protocol):
     async def publish(self, channel: str, message: bytes) -> None:
         """Deliver to every current subscriber; raises when the transport is down (retry later)."""
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+    def subscribe(
+        self, channel: str, on_resubscribed: Callable[[], None] = lambda: None
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Messages published on the channel from now on, until the context ends.
 
-        The iterator never ends by itself: a lost transport is re-established behind it, and
-        what was published meanwhile is missed (readers re-sync from the order history).
+        The iterator never ends by itself: a lost transport is re-established behind it, then
+        `on_resubscribed` is called, since what was published meanwhile is missed.
         """
 
 
@@ -40,8 +42,10 @@ class InProcessPubSub:
             queue.put_nowait(message)
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
+    async def subscribe(
+        self, channel: str, on_resubscribed: Callable[[], None] = lambda: None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()  # in one process nothing is ever lost
         self._subscribers.setdefault(channel, set()).add(queue)
         try:
             yield _drain(queue)
@@ -63,8 +67,12 @@ class RedisPubSub:
         await self._client.publish(self._prefix + channel, message)
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        subscription = _RedisSubscription(self._client, self._prefix + channel, self._ping_seconds)
+    async def subscribe(
+        self, channel: str, on_resubscribed: Callable[[], None] = lambda: None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        subscription = _RedisSubscription(
+            self._client, self._prefix + channel, self._ping_seconds, on_resubscribed
+        )
         await subscription.connect()  # subscribed on entry when Redis is up; retried if not
         try:
             yield subscription.messages()
@@ -75,10 +83,17 @@ class RedisPubSub:
 class _RedisSubscription:
     RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 0.1, 2.0
 
-    def __init__(self, client: redis.asyncio.Redis, channel: str, ping_seconds: float) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        channel: str,
+        ping_seconds: float,
+        on_resubscribed: Callable[[], None],
+    ) -> None:
         self._client = client
         self._channel = channel
         self._ping_seconds = ping_seconds
+        self._on_resubscribed = on_resubscribed
         self._pubsub: redis.asyncio.client.PubSub | None = None
 
     async def connect(self) -> redis.asyncio.client.PubSub | None:
@@ -86,16 +101,29 @@ class _RedisSubscription:
         try:
             await pubsub.subscribe(self._channel)
         except (RedisError, OSError) as error:
-            logger.warning("pubsub_subscribe_failed", channel=self._channel, error=repr(error))
+            logger.warning("pubsub_subscribe_failed", channel=self._channel, error=_describe(error))
             await _close_quietly(pubsub)
             return None
+        # redis-py may reconnect (and resubscribe) under us inside a read: hear of that too.
+        if pubsub.connection is not None:
+            pubsub.connection.register_connect_callback(self._reconnected_underneath)
         self._pubsub = pubsub
         return pubsub
 
     async def disconnect(self) -> None:
         if self._pubsub is not None:
+            if self._pubsub.connection is not None:  # it goes back to the pool: leave it clean
+                self._pubsub.connection.deregister_connect_callback(self._reconnected_underneath)
             await _close_quietly(self._pubsub)
             self._pubsub = None
+
+    async def _reconnected_underneath(self, connection: object) -> None:
+        self._resubscribed()
+
+    def _resubscribed(self) -> None:
+        PUBSUB_RECONNECTS.inc()
+        logger.info("pubsub_resubscribed", channel=self._channel)
+        self._on_resubscribed()
 
     async def messages(self) -> AsyncIterator[bytes]:
         delay = self.RETRY_FIRST_SECONDS
@@ -108,14 +136,15 @@ class _RedisSubscription:
                 pubsub = await self.connect()
                 if pubsub is None:
                     continue
-                PUBSUB_RECONNECTS.inc()
-                logger.info("pubsub_resubscribed", channel=self._channel)
+                self._resubscribed()
             delay = self.RETRY_FIRST_SECONDS
             try:
                 async for data in self._read(pubsub):
                     yield data
             except (RedisError, OSError) as error:
-                logger.warning("pubsub_connection_lost", channel=self._channel, error=repr(error))
+                logger.warning(
+                    "pubsub_connection_lost", channel=self._channel, error=_describe(error)
+                )
                 await self.disconnect()
 
     async def _read(self, pubsub: redis.asyncio.client.PubSub) -> AsyncIterator[bytes]:
@@ -131,6 +160,11 @@ class _RedisSubscription:
             last_heard = time.monotonic()
             if message["type"] == "message":
                 yield message["data"]
+
+
+def _describe(error: BaseException) -> str:
+    # redis-py 8's repr() is only "network:ConnectionError": keep the message too.
+    return f"{type(error).__name__}: {error}"
 
 
 async def _close_quietly(pubsub: redis.asyncio.client.PubSub) -> None:

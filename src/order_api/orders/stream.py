@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 import uuid
@@ -46,6 +47,7 @@ TOKEN_EXPIRED = Closing(TOKEN_REFUSED, "access token expired; reconnect with a f
 TOKEN_REVOKED = Closing(TOKEN_REFUSED, "access token revoked")
 FELL_BEHIND = Closing(1013, "too many events waiting; reconnect and re-read the order history")
 SHUTTING_DOWN = Closing(1001, "server shutting down; reconnect")
+STREAM_INTERRUPTED = Closing(1012, "event stream interrupted; reconnect and re-read the history")
 CLIENT_GONE = Closing(None, "client went away")
 
 
@@ -133,8 +135,7 @@ class OrderStream:
             await asyncio.wait_for(self._subscribed.wait(), wait_seconds)
 
     async def stop(self) -> None:
-        for watcher in self.watchers():
-            watcher.end(SHUTTING_DOWN)
+        self.end_all(SHUTTING_DOWN)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -204,8 +205,14 @@ class OrderStream:
             return loop.call_later(max(token_left, 0), watcher.end, TOKEN_EXPIRED)
         return loop.call_later(self._max_lifetime, watcher.end, LIFETIME_REACHED)
 
+    def end_all(self, closing: Closing) -> None:
+        for watcher in self.watchers():
+            watcher.end(closing)
+
     async def _relay_events(self) -> None:
-        async with self._pubsub.subscribe(ORDERS_CHANNEL) as messages:
+        # After a lost subscription, events may have gone by: every socket reconnects and re-reads.
+        interrupted = functools.partial(self.end_all, STREAM_INTERRUPTED)
+        async with self._pubsub.subscribe(ORDERS_CHANNEL, interrupted) as messages:
             self._subscribed.set()
             async for message in messages:
                 self.dispatch(message)
