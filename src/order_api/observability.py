@@ -174,16 +174,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            route = scope.get("route")
-            access_logger.info(
-                "request",
-                method=scope["method"],
-                route=getattr(route, "path", None),
-                path=scope["path"],
-                query=redact_query(scope.get("query_string", b"")),
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            _access_line("request", scope, started, method=scope["method"], status=status)
             structlog.contextvars.clear_contextvars()
             _request_id.reset(token)
 
@@ -206,14 +197,16 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_noting_close)
         finally:
-            route = scope.get("route")
-            access_logger.info(
-                "websocket",
-                route=getattr(route, "path", None),
-                path=scope["path"],
-                query=redact_query(scope.get("query_string", b"")),
-                accepted=accepted,
-                close_code=close_code,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            _access_line("websocket", scope, started, accepted=accepted, close_code=close_code)
             structlog.contextvars.clear_contextvars()
+
+
+def _access_line(event: str, scope: Scope, started: float, **outcome: object) -> None:
+    access_logger.info(
+        event,
+        route=getattr(scope.get("route"), "path", None),
+        path=scope["path"],
+        query=redact_query(scope.get("query_string", b"")),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        **outcome,
+    )

@@ -117,14 +117,21 @@ async def order_event_rows_published(shop: LiveShop) -> bool:
         return all(status == OutboxStatus.DONE for status in statuses)
 
 
+async def shop_with_worker(
+    redis_server: RedisProcess, make_live_shop: LiveShopFactory, workers_for: WorkersFor
+) -> tuple[LiveShop, Workers, Account]:
+    """A served API and one worker on the test's own Redis, and a customer of that shop."""
+    await redis_server.start_and_wait()
+    shop = await make_live_shop(redis_url=redis_server.url, **FAST_STREAM)
+    workers = workers_for(redis_server.url, "order-api")
+    workers.start()
+    return shop, workers, await shop.account()
+
+
 async def test_the_hub_outlives_a_redis_restart_and_tells_its_sockets(
     restartable_redis: RedisProcess, make_live_shop: LiveShopFactory, workers_for: WorkersFor
 ) -> None:
-    await restartable_redis.start_and_wait()
-    shop = await make_live_shop(redis_url=restartable_redis.url, **FAST_STREAM)
-    workers = workers_for(restartable_redis.url, "order-api")
-    workers.start()
-    customer = await shop.account()
+    shop, workers, customer = await shop_with_worker(restartable_redis, make_live_shop, workers_for)
     url = shop.stream_url(customer.access_token, customer.id)
     async with open_stream(url) as websocket:
         order_id = await placed_order(shop, customer)
@@ -145,11 +152,7 @@ async def test_the_hub_outlives_a_redis_restart_and_tells_its_sockets(
 async def test_an_event_raised_while_redis_is_down_is_published_when_it_returns(
     restartable_redis: RedisProcess, make_live_shop: LiveShopFactory, workers_for: WorkersFor
 ) -> None:
-    await restartable_redis.start_and_wait()
-    shop = await make_live_shop(redis_url=restartable_redis.url, **FAST_STREAM)
-    workers = workers_for(restartable_redis.url, "order-api")
-    workers.start()
-    customer = await shop.account()
+    shop, workers, customer = await shop_with_worker(restartable_redis, make_live_shop, workers_for)
     url = shop.stream_url(customer.access_token, customer.id)
     async with open_stream(url) as websocket:
         order_id = await placed_order(shop, customer)
