@@ -114,9 +114,9 @@ async def frames_until_closed(
         return frames, closed.rcvd.code if closed.rcvd else None
 
 
-async def refusal_code(url: str) -> int | None:
+async def refusal_code(url: str, **options: Any) -> int | None:
     """The close code a refused socket gets; it must not have carried a single data frame."""
-    async with open_stream(url) as websocket:
+    async with open_stream(url, **options) as websocket:
         frames, code = await frames_until_closed(websocket)
     assert frames == [], f"a refused socket carried data: {frames}"
     return code

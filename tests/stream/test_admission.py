@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ from tests.tokens import FromNow, b64, claims_for, mint
 HEARTBEAT = {"type": "heartbeat"}
 
 
-async def assert_admitted(shop: LiveShop, url: str) -> None:
+async def assert_admitted(shop: LiveShop, url: str, **options: Any) -> None:
     """Admitted: the socket stays open and carries heartbeats (the test shop beats fast)."""
-    async with open_stream(url) as websocket:
+    async with open_stream(url, **options) as websocket:
         assert await next_frame(websocket) == HEARTBEAT
 
 
@@ -123,3 +124,18 @@ async def test_a_database_that_cannot_answer_gets_1013_not_a_crash(
     token = mint(claims_for(uuid.uuid4()))
     assert await refusal_code(shop.stream_url(token)) == 1013
     assert (await shop.client.get("/health/live")).status_code == 200
+
+
+async def test_a_page_from_another_origin_is_closed_4403_after_the_token(
+    make_live_shop: LiveShopFactory,
+) -> None:
+    shop = await make_live_shop(ws_heartbeat_seconds=0.2, allowed_origins=["https://shop.example"])
+    customer = await shop.account()
+    url = shop.stream_url(customer.access_token, customer.id)
+    for origin in ("https://evil.example", "https://shop.example.evil.example", "null"):
+        assert await refusal_code(url, origin=origin) == 4403, origin
+    assert await refusal_code(shop.stream_url("bad", customer.id), origin="null") == 4401
+    # The service's own pages (the board), listed origins and non-browser clients may.
+    same_origin = "http://" + shop.ws_base.removeprefix("ws://")
+    for origin in (same_origin, "https://shop.example", None):
+        await assert_admitted(shop, url, origin=origin)

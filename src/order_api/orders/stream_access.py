@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,12 +21,32 @@ class StreamRefused(Exception):
         self.closing = Closing(code, reason)
 
 
+@dataclass(frozen=True)
+class Handshake:
+    """What the socket's opening request says about where it comes from."""
+
+    origin: str | None
+    host: str | None
+    allowed_origins: Collection[str]
+
+    def origin_allowed(self) -> bool:
+        # No Origin: not a browser. Same host, or listed in ALLOWED_ORIGINS: a page we trust.
+        if self.origin is None or self.origin in self.allowed_origins:
+            return True
+        return self.host is not None and urlsplit(self.origin).netloc == self.host.lower()
+
+
 async def admit_viewer(
-    session: AsyncSession, tokens: Tokens, token: str | None, customer: str | None
+    session: AsyncSession,
+    tokens: Tokens,
+    handshake: Handshake,
+    token: str | None,
+    customer: str | None,
 ) -> Viewer:
     """The viewer a token makes, for one customer's stream or (customer None) every order's.
 
-    Order of checks: the token first (4401), then the id's shape (1008), then the right (4403).
+    Order of checks: the token first (4401), then the page's origin (4403), then the id's shape
+    (1008), then the right to watch (4403).
     """
     if not token:
         raise StreamRefused(TOKEN_REFUSED, "an access token is required: ?token=...")
@@ -34,6 +57,8 @@ async def admit_viewer(
         raise StreamRefused(
             TOKEN_REFUSED, "the access token is invalid, expired or revoked"
         ) from None
+    if not handshake.origin_allowed():
+        raise StreamRefused(NOT_ALLOWED, "pages from this origin may not open the stream")
     if customer is None:
         if not is_staff(user):
             raise StreamRefused(NOT_ALLOWED, "only staff may watch every order")

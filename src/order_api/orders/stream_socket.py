@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 from order_api.orders.stream import CLIENT_GONE, Closing, OrderStream, Watcher
-from order_api.orders.stream_access import StreamRefused, admit_viewer
+from order_api.orders.stream_access import Handshake, StreamRefused, admit_viewer
 
 logger = structlog.get_logger(__name__)
 
@@ -26,9 +26,14 @@ async def serve_order_stream(websocket: WebSocket, token: str | None, customer: 
     """One socket's whole life. `customer` None is the every-order stream (staff)."""
     state = websocket.app.state
     hub: OrderStream = state.order_stream
+    handshake = Handshake(
+        origin=websocket.headers.get("origin"),
+        host=websocket.headers.get("host"),
+        allowed_origins=state.settings.allowed_origins,
+    )
     try:
         async with state.sessionmaker() as session:
-            viewer = await admit_viewer(session, state.tokens, token, customer)
+            viewer = await admit_viewer(session, state.tokens, handshake, token, customer)
     except StreamRefused as refusal:
         await _refuse(websocket, refusal.closing)
         return
