@@ -123,3 +123,47 @@ async def test_ready_survives_a_database_restart_of_its_connections(
     response = await client.get("/health/ready")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["database"]["status"] == "ok"
+
+
+async def test_ready_checks_redis_when_it_is_configured(
+    make_client: AppFactory, redis_url: str, redis_prefix: str
+) -> None:
+    client = await make_client(redis_url=redis_url, redis_prefix=redis_prefix)
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {name: check["status"] for name, check in body["checks"].items()} == {
+        "database": "ok",
+        "redis": "ok",
+    }
+
+
+async def test_ready_is_degraded_not_down_when_redis_is_down(make_client: AppFactory) -> None:
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{closed_port()}/0", redis_timeout_seconds=0.3
+    )
+    response = await client.get("/health/ready")
+    # Every process would leave the load balancer at once for a Redis outage: SPEC §5.7.
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["redis"]["status"] == "down"
+
+
+async def test_ready_check_is_bounded_when_redis_hangs(
+    make_client: AppFactory, silent_server: int
+) -> None:
+    client = await make_client(
+        redis_url=f"redis://127.0.0.1:{silent_server}/0",
+        redis_timeout_seconds=0.3,
+        health_check_timeout_seconds=0.3,
+    )
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"]["redis"] == {
+        "status": "down",
+        "latency_ms": response.json()["checks"]["redis"]["latency_ms"],
+        "detail": "timed out after 0.3 s",
+    }

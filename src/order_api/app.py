@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.passwords = passwords_from(settings)
         app.state.tokens = tokens_from(settings)
         redis_client = redis_client_from(settings)
+        app.state.redis = redis_client
         app.state.cache = (
             RedisCache(redis_client, settings.redis_prefix) if redis_client else InProcessCache()
         )

@@ -25,7 +25,7 @@ async def live() -> Liveness:
 async def ready(request: Request, response: Response) -> Readiness:
     settings = request.app.state.settings
     report = await service.check_readiness(
-        request.app.state.engine, settings.health_check_timeout_seconds
+        request.app.state.engine, request.app.state.redis, settings.health_check_timeout_seconds
     )
     if report.status == "down":
         response.status_code = 503

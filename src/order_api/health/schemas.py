@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ComponentState = Literal["ok", "down"]
+ReadinessState = Literal["ok", "degraded", "down"]
 
 
 class Liveness(BaseModel):
@@ -18,7 +19,7 @@ class ComponentHealth(BaseModel):
 
 
 class Readiness(BaseModel):
-    """`down` (503) when the database is; optional components will report `degraded` (200)."""
+    """`down` (503) when the database is; `degraded` (200) when only Redis is."""
 
-    status: Literal["ok", "degraded", "down"]
+    status: ReadinessState
     checks: dict[str, ComponentHealth]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import redis.asyncio
 import structlog
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from order_api.health.schemas import ComponentHealth, Readiness
+from order_api.health.schemas import ComponentHealth, Readiness, ReadinessState
 
 logger = structlog.get_logger(__name__)
 
@@ -33,6 +35,34 @@ async def check_database(engine: AsyncEngine, timeout_seconds: float) -> Compone
     return ComponentHealth(status="down" if detail else "ok", latency_ms=latency_ms, detail=detail)
 
 
-async def check_readiness(engine: AsyncEngine, timeout_seconds: float) -> Readiness:
-    database = await check_database(engine, timeout_seconds)
-    return Readiness(status=database.status, checks={"database": database})
+async def check_redis(client: redis.asyncio.Redis, timeout_seconds: float) -> ComponentHealth:
+    started = time.perf_counter()
+    detail: str | None = None
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.ping()
+    except TimeoutError:
+        detail = f"timed out after {timeout_seconds} s"
+    except (RedisError, OSError) as error:
+        detail = "unreachable"
+        logger.warning("redis_check_failed", error=type(error).__name__)
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    return ComponentHealth(status="down" if detail else "ok", latency_ms=latency_ms, detail=detail)
+
+
+async def check_readiness(
+    engine: AsyncEngine, redis_client: redis.asyncio.Redis | None, timeout_seconds: float
+) -> Readiness:
+    """`down` only when the database is (SPEC §5.7); a Redis outage is `degraded`: the process
+    still serves, with cache misses, in-process fallbacks and delayed events."""
+    checks = {"database": check_database(engine, timeout_seconds)}
+    if redis_client is not None:
+        checks["redis"] = check_redis(redis_client, timeout_seconds)
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    if results["database"].status == "down":
+        status: ReadinessState = "down"
+    elif any(check.status == "down" for check in results.values()):
+        status = "degraded"
+    else:
+        status = "ok"
+    return Readiness(status=status, checks=results)
