@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from order_api import __version__, api_docs, diagnostics
 from order_api.adapters.cache import InProcessCache, RedisCache
 from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
+from order_api.adapters.redis_connection import connect_redis
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.board.router import router as board_router
@@ -141,11 +142,7 @@ def tokens_from(settings: Settings) -> Tokens:
 def redis_client_from(settings: Settings) -> redis.asyncio.Redis | None:
     if settings.redis_url is None:
         return None
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
+    return connect_redis(settings.redis_url, settings)
 
 
 def create_app_from_env() -> FastAPI:

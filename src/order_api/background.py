@@ -15,6 +15,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 
 from order_api.adapters.pubsub import PubSub, RedisPubSub
+from order_api.adapters.redis_connection import connect_redis
 from order_api.config import Settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs.broker import create_broker, job_stream, kicker, worker_group
@@ -80,11 +81,7 @@ class Background:
 async def run_worker(settings: Settings, concurrency: int) -> None:
     """Consume the Redis job stream until SIGTERM or SIGINT, then finish running jobs and exit."""
     engine = create_engine(settings)
-    redis_client = redis.asyncio.Redis.from_url(
-        str(settings.redis_url),
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
+    redis_client = connect_redis(str(settings.redis_url), settings)
     pubsub = RedisPubSub(redis_client, settings.redis_prefix)
     background = Background.create(settings, create_sessionmaker(engine), pubsub)
     stopping = asyncio.Event()

@@ -137,5 +137,6 @@ async def test_a_page_from_another_origin_is_closed_4403_after_the_token(
     assert await refusal_code(shop.stream_url("bad", customer.id), origin="null") == 4401
     # The service's own pages (the board), listed origins and non-browser clients may.
     same_origin = "http://" + shop.ws_base.removeprefix("ws://")
-    for origin in (same_origin, "https://shop.example", None):
-        await assert_admitted(shop, url, origin=origin)
+    trusted: list[str | None] = [same_origin, "https://shop.example", None]
+    for page_origin in trusted:
+        await assert_admitted(shop, url, origin=page_origin)
