@@ -24,7 +24,10 @@ from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
 from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
+from order_api.headers import CorsMiddleware, SecurityHeadersMiddleware
 from order_api.health.router import router as health_router
+from order_api.metrics import mark_this_process_dead
+from order_api.metrics import router as metrics_router
 from order_api.observability import RequestContextMiddleware, configure_logging
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
@@ -73,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             if redis_client is not None:
                 await redis_client.aclose()
             await engine.dispose()
+            mark_this_process_dead()
 
     app = FastAPI(
         title="order-api",
@@ -91,6 +95,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(HeadAsGetMiddleware)
+    # Outside the error and size-limit middleware, so their 500s and 413s get CORS and headers.
+    app.add_middleware(CorsMiddleware, allowed_origins=settings.allowed_origins)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        strict_transport_security=settings.environment == "production",
+    )
     app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)
@@ -99,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(products_router)
     app.include_router(orders_router)
     app.include_router(board_router)
+    app.include_router(metrics_router)
     api_docs.install_api_docs(app)
     if settings.environment == "test":
         app.include_router(diagnostics.router)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -23,6 +26,7 @@ from order_api.background import run_worker
 from order_api.config import ConfigError, Settings, describe_validation_error, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
+from order_api.metrics import MULTIPROC_DIR_VARIABLE, mark_this_process_dead
 from order_api.observability import configure_logging
 from order_api.products.demo import seed_demo_catalogue
 from order_api.serving import uvicorn_options
@@ -93,14 +97,35 @@ def serve(
                 f"  e-mail:   {FIRST_ADMIN_EMAIL}\n  password: {password}\n"
             )
     logger.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/api/docs")
-    uvicorn.run(
-        "order_api.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        **uvicorn_options(settings),
-    )
+    with shared_metrics_directory(workers):
+        uvicorn.run(
+            "order_api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **uvicorn_options(settings),
+        )
+
+
+@contextmanager
+def shared_metrics_directory(workers: int) -> Iterator[None]:
+    """Several API processes count into one directory, so any of them answers a scrape whole.
+
+    Set before uvicorn spawns the workers: each imports the app fresh and reads the variable
+    before its first metric exists. An operator's own directory is kept (a worker may share it).
+    """
+    if workers == 1 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="order-api-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = directory
+    logger.info("metrics_directory_created", path=directory)
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @cli.command("create-admin")
@@ -213,6 +238,8 @@ def worker(
     except (RedisError, OSError, SQLAlchemyError) as error:
         typer.echo(f"order-api: the worker cannot start: {error}".splitlines()[0], err=True)
         raise typer.Exit(code=1) from None
+    finally:
+        mark_this_process_dead()
 
 
 jobs_cli = typer.Typer(help="Inspect and repair background jobs.", no_args_is_help=True)

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import secrets
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "production", "test"]
@@ -31,6 +39,15 @@ PLACEHOLDER_SECRET_KEYS = frozenset(
 )
 # OWASP Password Storage Cheat Sheet: equally strong Argon2id (memory KiB, iterations) pairs.
 OWASP_ARGON2_COSTS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+# Loopback and private ranges: where a scraper inside the deployment connects from.
+DEFAULT_METRICS_ALLOWED_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
@@ -85,6 +102,10 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
     max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # Socket peers that may read GET /metrics; everyone else gets a 404. Empty: nobody.
+    metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=lambda: [ip_network(net) for net in DEFAULT_METRICS_ALLOWED_NETWORKS]
+    )
 
     # Live order stream: heartbeat (and revocation check) period, per-socket backlog, lifetime.
     ws_heartbeat_seconds: float = Field(default=25.0, gt=0, le=300)
@@ -96,6 +117,13 @@ class Settings(BaseSettings):
     def split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("metrics_allowed_networks", mode="before")
+    @classmethod
+    def split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [network.strip() for network in value.split(",") if network.strip()]
         return value
 
     @field_validator(

@@ -107,6 +107,11 @@ class Forbidden(AppError):
     default_detail = "You may not perform this action."
 
 
+class CorsRefused(AppError):
+    status, code, title = 403, "cors_refused", "Cross-origin request refused"
+    default_detail = "This cross-origin request is not allowed."
+
+
 class NotFound(AppError):
     status, code, title = 404, "not_found", "Not found"
     default_detail = "No resource exists at this URL."

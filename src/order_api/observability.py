@@ -16,6 +16,8 @@ from prometheus_client import Counter, Gauge
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from order_api.metrics import record_request
+
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REDACTED = "[redacted]"
@@ -145,7 +147,8 @@ def redact_query(query_string: bytes) -> str:
 
 
 class RequestContextMiddleware:
-    """Binds the request id into logs and error bodies, echoes it, and writes the access line."""
+    """Binds the request id into logs and error bodies, echoes it, and writes the access line
+    and the request metrics (the one place that times requests)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -174,7 +177,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            _access_line("request", scope, started, method=scope["method"], status=status)
+            duration = time.perf_counter() - started
+            route = _access_line("request", scope, duration, method=scope["method"], status=status)
+            record_request(scope["method"], route, status, duration)
             structlog.contextvars.clear_contextvars()
             _request_id.reset(token)
 
@@ -197,16 +202,20 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_noting_close)
         finally:
-            _access_line("websocket", scope, started, accepted=accepted, close_code=close_code)
+            duration = time.perf_counter() - started
+            _access_line("websocket", scope, duration, accepted=accepted, close_code=close_code)
             structlog.contextvars.clear_contextvars()
 
 
-def _access_line(event: str, scope: Scope, started: float, **outcome: object) -> None:
+def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -> str | None:
+    """Log the line; hand back the route template it named (None when no route matched)."""
+    route: str | None = getattr(scope.get("route"), "path", None)
     access_logger.info(
         event,
-        route=getattr(scope.get("route"), "path", None),
+        route=route,
         path=scope["path"],
         query=redact_query(scope.get("query_string", b"")),
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(duration * 1000, 2),
         **outcome,
     )
+    return route

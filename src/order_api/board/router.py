@@ -8,6 +8,7 @@ from importlib.resources import files
 from fastapi import APIRouter, Response
 
 from order_api.errors import NotFound
+from order_api.headers import BOARD_CSP
 
 router = APIRouter(prefix="/board", include_in_schema=False)
 
@@ -32,14 +33,15 @@ ASSETS = {
 }
 
 
-def _answer(asset: Asset) -> Response:
+def _answer(asset: Asset, extra_headers: dict[str, str] | None = None) -> Response:
     # Starlette adds `; charset=utf-8` to text/* media types.
-    return Response(asset.body, media_type=asset.media_type, headers=NO_CACHE)
+    headers = {**NO_CACHE, **(extra_headers or {})}
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
 @router.get("")
 async def board_page() -> Response:
-    return _answer(PAGE)
+    return _answer(PAGE, {"Content-Security-Policy": BOARD_CSP})
 
 
 @router.get("/{name}")

@@ -1,0 +1,145 @@
+"""Prometheus metrics: the request and pool metrics, and `GET /metrics` for allowed networks.
+
+With `PROMETHEUS_MULTIPROC_DIR` set, every process writes its samples to files there and a scrape
+adds them up (prometheus-client multiprocess mode); without it a scrape is this process's own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
+from pydantic import IPvAnyNetwork
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "other"
+# Any token is a method to HTTP: a label per unknown one would let clients grow the series.
+KNOWN_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
+# From a cached read (a few ms) to the request budget; Argon2 logins sit near 50-100 ms.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "order_api_http_requests",
+    "HTTP requests by method, route template (never the raw path) and status.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "order_api_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response, by route template.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+DB_POOL_IN_USE = Gauge(
+    "order_api_db_pool_connections_in_use",
+    "Database connections checked out of the pool now (summed over live processes).",
+    multiprocess_mode="livesum",
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def record_request(method: str, route: str | None, status: int, duration_seconds: float) -> None:
+    """Count one HTTP request; called once per request, where its access line is written."""
+    route_label = route or UNMATCHED_ROUTE
+    method_label = method if method in KNOWN_METHODS else OTHER_METHOD
+    HTTP_REQUESTS.labels(method_label, route_label, str(status)).inc()
+    HTTP_REQUEST_DURATION.labels(route_label).observe(duration_seconds)
+
+
+def is_allowed_peer(client: Any, networks: Iterable[IPvAnyNetwork]) -> bool:
+    """Whether the socket peer (`scope["client"]`) is in one of the networks; no peer is not."""
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def exposition(accept: str) -> tuple[bytes, str]:
+    """What a scrape gets, in the format its Accept asks for (Prometheus text 0.0.4 by default):
+    every process's files in multiprocess mode, else this process's registry."""
+    encode, content_type = choose_encoder(accept)
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return encode(registry), content_type
+    return encode(REGISTRY), content_type
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    networks = request.app.state.settings.metrics_allowed_networks
+    if not is_allowed_peer(request.scope.get("client"), networks):
+        # The same answer as an unknown path: outsiders learn nothing about the endpoint.
+        raise StarletteHTTPException(404)
+    body, content_type = exposition(request.headers.get("accept", ""))
+    return Response(body, headers={"content-type": content_type})
+
+
+def mark_this_process_dead() -> None:
+    """Drop this process's live-gauge files, so a stopped process stops counting in sums."""
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _PoolUsage:
+    """Connections out per engine of this process, and their sum, kept in step in O(1)."""
+
+    def __init__(self) -> None:
+        self._by_engine: dict[int, int] = {}
+        self._total = 0
+
+    def record(self, engine_key: int, in_use: int) -> None:
+        self._total += in_use - self._by_engine.get(engine_key, 0)
+        self._by_engine[engine_key] = in_use
+        DB_POOL_IN_USE.set(self._total)
+
+    def forget(self, engine_key: int) -> None:
+        self.record(engine_key, 0)
+        del self._by_engine[engine_key]
+
+
+_pool_usage = _PoolUsage()
+
+
+def track_connection_pool(engine: AsyncEngine) -> None:
+    """Keep DB_POOL_IN_USE current on every check-out and check-in of the engine's pool.
+
+    Set on pool events rather than at scrape time: in multiprocess mode a scrape is answered by
+    one process, and every other process's value must be current too.
+    """
+    sync_engine = engine.sync_engine
+    engine_key = id(sync_engine)
+    engine_ref = weakref.ref(sync_engine)
+
+    def on_checkout(*_: object) -> None:
+        _pool_usage.record(engine_key, _checked_out(engine_ref()))
+
+    def on_checkin(*_: object) -> None:
+        # The check-in event runs before the pool takes the connection back: it still counts.
+        _pool_usage.record(engine_key, max(_checked_out(engine_ref()) - 1, 0))
+
+    # Listeners on the engine follow its pool across dispose(), which replaces the pool.
+    event.listen(sync_engine, "checkout", on_checkout)
+    event.listen(sync_engine, "checkin", on_checkin)
+    weakref.finalize(sync_engine, _pool_usage.forget, engine_key)
+
+
+def _checked_out(engine: Engine | None) -> int:
+    checked_out = getattr(engine.pool, "checkedout", None) if engine is not None else None
+    return int(checked_out()) if callable(checked_out) else 0
