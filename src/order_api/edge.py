@@ -61,7 +61,10 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        get_scope = {**scope, "method": "GET"}
+        await self.app(get_scope, receive, send_without_body)
+        if "route" in get_scope:  # the access line and metrics name the route, as for the GET
+            scope["route"] = get_scope["route"]
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.adapters.pubsub import PubSub
 from order_api.auth.service import revocation_cutoffs
+from order_api.db import reading_session
 from order_api.observability import STREAM_MESSAGES_DROPPED, WEBSOCKET_CLOSES, WEBSOCKETS_OPEN
 from order_api.orders.events import ORDERS_CHANNEL
 from order_api.orders.models import OrderStatus
@@ -191,7 +192,7 @@ class OrderStream:
         watchers = self.watchers()
         if not watchers:
             return
-        async with self._sessionmaker() as session:
+        async with reading_session(self._sessionmaker) as session:
             cutoffs = await revocation_cutoffs(session, {w.viewer.user_id for w in watchers})
         for watcher in watchers:
             if watcher.viewer.token_issued_at < cutoffs.get(watcher.viewer.user_id, math.inf):

@@ -9,6 +9,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from order_api.db import reading_session
 from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 from order_api.orders.stream import CLIENT_GONE, Closing, OrderStream, Watcher
 from order_api.orders.stream_access import Handshake, StreamRefused, admit_viewer
@@ -32,7 +33,7 @@ async def serve_order_stream(websocket: WebSocket, token: str | None, customer: 
         allowed_origins=state.settings.allowed_origins,
     )
     try:
-        async with state.sessionmaker() as session:
+        async with reading_session(state.sessionmaker) as session:
             viewer = await admit_viewer(session, state.tokens, handshake, token, customer)
     except StreamRefused as refusal:
         await _refuse(websocket, refusal.closing)
