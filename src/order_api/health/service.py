@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import redis.asyncio
 import structlog
@@ -18,34 +19,36 @@ logger = structlog.get_logger(__name__)
 
 
 async def check_database(engine: AsyncEngine, timeout_seconds: float) -> ComponentHealth:
-    started = time.perf_counter()
-    detail: str | None = None
-    try:
-        async with asyncio.timeout(timeout_seconds), engine.connect() as connection:
+    async def select_one() -> None:
+        async with engine.connect() as connection:
             # Autocommit: no transaction, so no wait behind a writer's lock (SQLite) and no
             # BEGIN/ROLLBACK round trips (PostgreSQL).
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
             await autocommit.execute(text("SELECT 1"))
-    except TimeoutError:
-        detail = f"timed out after {timeout_seconds} s"
-    except (SQLAlchemyError, OSError) as error:
-        detail = "unreachable"
-        logger.warning("database_check_failed", error=type(error).__name__)
-    latency_ms = round((time.perf_counter() - started) * 1000, 2)
-    return ComponentHealth(status="down" if detail else "ok", latency_ms=latency_ms, detail=detail)
+
+    return await _bounded_check("database", select_one(), SQLAlchemyError, timeout_seconds)
 
 
 async def check_redis(client: redis.asyncio.Redis, timeout_seconds: float) -> ComponentHealth:
+    return await _bounded_check("redis", client.ping(), RedisError, timeout_seconds)
+
+
+async def _bounded_check(
+    component: str,
+    probe: Awaitable[object],
+    failure: type[Exception],
+    timeout_seconds: float,
+) -> ComponentHealth:
     started = time.perf_counter()
     detail: str | None = None
     try:
         async with asyncio.timeout(timeout_seconds):
-            await client.ping()
+            await probe
     except TimeoutError:
         detail = f"timed out after {timeout_seconds} s"
-    except (RedisError, OSError) as error:
+    except (failure, OSError) as error:
         detail = "unreachable"
-        logger.warning("redis_check_failed", error=type(error).__name__)
+        logger.warning(f"{component}_check_failed", error=type(error).__name__)
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     return ComponentHealth(status="down" if detail else "ok", latency_ms=latency_ms, detail=detail)
 
