@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -202,19 +203,39 @@ def test_openapi_prints_the_schema(tmp_path: Path) -> None:
 
 
 class RunningServer:
+    """A real `order-api serve`; its stderr is read as it comes (a full pipe would stall it)."""
+
     def __init__(self, process: subprocess.Popen[str], port: int) -> None:
         self.process = process
         self.url = f"http://127.0.0.1:{port}"
         self.stdout = ""
+        self.stderr_lines: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr_lines.append(line)
+
+    def processes_started(self) -> int:
+        return sum("Started server process" in line for line in list(self.stderr_lines))
 
     def stop(self) -> str:
         """SIGTERM, wait, and hand back stderr (the logs); stdout is kept on `self.stdout`."""
         self.process.send_signal(signal.SIGTERM)
-        self.stdout, stderr = self.process.communicate(timeout=60)
-        return stderr
+        return self.wait()
+
+    def wait(self) -> str:
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=60)
+        assert self.process.stdout is not None
+        self.stdout = self.process.stdout.read()
+        return "".join(self.stderr_lines)
 
 
 def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
+    """Started, and answering: with `--workers N`, only once all N processes have started."""
     port = free_port()
     process = subprocess.Popen(
         [ORDER_API, "serve", "--port", str(port), *options],
@@ -225,13 +246,16 @@ def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
         text=True,
     )
     server = RunningServer(process, port)
+    workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            if httpx2.get(f"{server.url}/health/live", timeout=1).status_code == 200:
-                break
+            live = httpx2.get(f"{server.url}/health/live", timeout=1).status_code == 200
         except httpx2.TransportError:
-            time.sleep(0.2)
+            live = False
+        if live and server.processes_started() >= workers:
+            break
+        time.sleep(0.2)
     return server
 
 
@@ -244,7 +268,7 @@ def running_server(tmp_path: Path, *options: str, **env: str) -> Iterator[Runnin
     finally:
         if server.process.poll() is None:
             server.process.kill()
-            server.process.communicate()
+            server.wait()
 
 
 @pytest.fixture
