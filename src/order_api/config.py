@@ -112,18 +112,12 @@ class Settings(BaseSettings):
     ws_send_queue_size: int = Field(default=100, ge=1, le=10_000)
     ws_max_lifetime_seconds: float = Field(default=3600.0, gt=0, le=86400)
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "metrics_allowed_networks", mode="before")
     @classmethod
-    def split_origins(cls, value: object) -> object:
+    def split_commas(cls, value: object) -> object:
+        """Lists come from the environment as comma-separated text."""
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
-
-    @field_validator("metrics_allowed_networks", mode="before")
-    @classmethod
-    def split_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [network.strip() for network in value.split(",") if network.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @field_validator(

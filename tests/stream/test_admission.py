@@ -10,10 +10,15 @@ import pytest
 
 from order_api.users.models import Role
 from tests.accounts import Account
-from tests.streams import LiveShop, LiveShopFactory, next_frame, open_stream, refusal_code
+from tests.streams import (
+    HEARTBEAT,
+    LiveShop,
+    LiveShopFactory,
+    next_frame,
+    open_stream,
+    refusal_code,
+)
 from tests.tokens import FromNow, b64, claims_for, mint
-
-HEARTBEAT = {"type": "heartbeat"}
 
 
 async def assert_admitted(shop: LiveShop, url: str, **options: Any) -> None:
