@@ -94,6 +94,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         # Cheap Argon2 for tests; tests/identity/test_login.py checks the production profile.
         "password_hash_memory_kib": 256,
         "password_hash_iterations": 1,
+        # Suites log in and register far more often than a person; tests/edge/ turns limits on.
+        "rate_limit_enabled": False,
         "_env_file": None,
     }
     values.update(overrides)

@@ -244,6 +244,8 @@ def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A group of its own: a failed test kills every `--workers` child, not just the parent.
+        start_new_session=True,
     )
     server = RunningServer(process, port)
     workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
@@ -267,7 +269,7 @@ def running_server(tmp_path: Path, *options: str, **env: str) -> Iterator[Runnin
         yield server
     finally:
         if server.process.poll() is None:
-            server.process.kill()
+            os.killpg(server.process.pid, signal.SIGKILL)
             server.wait()
 
 

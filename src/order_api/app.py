@@ -32,7 +32,9 @@ from order_api.observability import RequestContextMiddleware, configure_logging
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
 from order_api.products.router import router as products_router
+from order_api.rate_limits import RateLimits
 from order_api.security import Passwords, Tokens
+from order_api.throttling import RequestRateLimitMiddleware
 from order_api.users.router import router as users_router
 
 DESCRIPTION = (
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.cache = (
             RedisCache(redis_client, settings.redis_prefix) if redis_client else InProcessCache()
         )
+        app.state.rate_limits = RateLimits.from_settings(settings, redis_client)
         app.state.pubsub = (
             RedisPubSub(redis_client, settings.redis_prefix) if redis_client else InProcessPubSub()
         )
@@ -95,6 +98,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(HeadAsGetMiddleware)
+    if settings.rate_limit_enabled:
+        # Inside CORS and the headers, so a 429 carries them too.
+        app.add_middleware(RequestRateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
     # Outside the error and size-limit middleware, so their 500s and 413s get CORS and headers.
     app.add_middleware(CorsMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(

@@ -7,6 +7,7 @@ from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from fastapi import Depends, Request
 from pydantic import (
     Field,
@@ -94,6 +95,14 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
     rate_limit_enabled: bool = True
+    # Rates in the `limits` notation ("20/minute", "10 per 15 minutes"); see docs/operations.md.
+    rate_limit_default: str = "600/minute"
+    rate_limit_login_per_ip: str = "20/minute"
+    rate_limit_login_per_account: str = "10/15minutes"
+    rate_limit_registration_per_ip: str = "10/hour"
+    rate_limit_orders_per_user: str = "20/minute"
+    # Peers whose X-Forwarded-For is believed (a load balancer); for everyone else, the socket.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
     db_pool_size: int = Field(default=5, ge=1, le=100)
@@ -102,6 +111,10 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
     max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # A client must send a request's whole head within this (slow-loris); then it gets 408.
+    request_head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # On SIGTERM, in-flight requests get this long to finish before they are cancelled.
+    shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
     # Socket peers that may read GET /metrics; everyone else gets a 404. Empty: nobody.
     metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         default_factory=lambda: [ip_network(net) for net in DEFAULT_METRICS_ALLOWED_NETWORKS]
@@ -112,7 +125,9 @@ class Settings(BaseSettings):
     ws_send_queue_size: int = Field(default=100, ge=1, le=10_000)
     ws_max_lifetime_seconds: float = Field(default=3600.0, gt=0, le=86400)
 
-    @field_validator("allowed_origins", "metrics_allowed_networks", mode="before")
+    @field_validator(
+        "allowed_origins", "metrics_allowed_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def split_commas(cls, value: object) -> object:
         """Lists come from the environment as comma-separated text."""
@@ -134,6 +149,24 @@ class Settings(BaseSettings):
     def empty_is_unset(cls, value: object) -> object:
         """`SECRET_KEY=` in a `.env` means "not set", never an empty key."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
+        "rate_limit_default",
+        "rate_limit_login_per_ip",
+        "rate_limit_login_per_account",
+        "rate_limit_registration_per_ip",
+        "rate_limit_orders_per_user",
+    )
+    @classmethod
+    def one_rate(cls, value: str) -> str:
+        """One rate, in the notation of the `limits` library: "<count>/<period>"."""
+        try:
+            rates = limits.parse_many(value)
+        except ValueError:
+            rates = []
+        if len(rates) != 1:
+            raise ValueError('must be one rate such as "20/minute" or "10 per 15 minutes"')
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -40,6 +40,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # The client address is ours to resolve, from TRUSTED_PROXIES only (order_api.throttling);
+        # uvicorn's own proxy handling would believe X-Forwarded-For from any loopback peer.
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
         "ws": WebSocketProtocol,
         # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
         "ws_ping_interval": settings.ws_heartbeat_seconds,

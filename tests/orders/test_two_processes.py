@@ -40,7 +40,9 @@ async def buy(url: str, access_token: str, product_id: str) -> int:
 async def test_buyers_on_two_processes_get_exactly_the_stock(
     tmp_path: Path, postgres_database: str, redis_url: str, redis_prefix: str
 ) -> None:
-    env = production_env(postgres_database, redis_url, redis_prefix)
+    # Two dozen buyers sign up and log in from one address: above the default per-address limits.
+    limits = {"RATE_LIMIT_REGISTRATION_PER_IP": "100/hour", "RATE_LIMIT_LOGIN_PER_IP": "100/minute"}
+    env = production_env(postgres_database, redis_url, redis_prefix, **limits)
     migrate_and_create_admin(tmp_path, env)
     try:
         with running_server(tmp_path, "--workers", "2", **env) as server:

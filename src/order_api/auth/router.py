@@ -9,6 +9,7 @@ from order_api.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
 from order_api.auth.schemas import RefreshRequest, TokenPair
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.throttling import ClientAddressDep, RateLimitsDep
 from order_api.users.password_policy import MAX_LENGTH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -20,19 +21,23 @@ def no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-@router.post("/token", responses=problem_responses(401))
+@router.post("/token", responses=problem_responses(401, 429))
 async def issue_token(
     session: SessionDep,
     passwords: PasswordsDep,
     tokens: TokensDep,
+    rate_limits: RateLimitsDep,
+    client: ClientAddressDep,
     response: Response,
     username: Annotated[str, Form(max_length=320, description="The account's e-mail address.")],
     password: Annotated[str, Form(min_length=1, max_length=MAX_LENGTH)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> TokenPair:
-    """Log in with the OAuth2 password form (`username` is the e-mail address)."""
-    pair = await service.log_in(session, passwords, tokens, username, password)
+    """Log in with the OAuth2 password form (`username` is the e-mail address). Attempts, right
+    or wrong, are limited per client address and per account (429 with `Retry-After`)."""
+    attempt = service.LoginAttempt(username, password, client)
+    pair = await service.log_in(session, passwords, tokens, rate_limits, attempt)
     no_store(response)
     return pair
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -15,6 +16,7 @@ from order_api.auth.models import RefreshToken, RefreshTokenFamily
 from order_api.auth.schemas import TokenPair
 from order_api.errors import Unauthorized
 from order_api.fields import normalise_email
+from order_api.rate_limits import RateLimits
 from order_api.security import (
     AccessClaims,
     InvalidToken,
@@ -42,9 +44,23 @@ class InvalidRefreshToken(Unauthorized):
         super().__init__(error="invalid_token")
 
 
+@dataclass(frozen=True)
+class LoginAttempt:
+    email: str
+    password: str = field(repr=False)
+    client: str  # the client's address, for the per-address limit
+
+
 async def log_in(
-    session: AsyncSession, passwords: Passwords, tokens: Tokens, email: str, password: str
+    session: AsyncSession,
+    passwords: Passwords,
+    tokens: Tokens,
+    rate_limits: RateLimits,
+    attempt: LoginAttempt,
 ) -> TokenPair:
+    # Counted before the password is looked at: a concurrent burst cannot outrun the limit.
+    await rate_limits.check_login(attempt.client, attempt.email)
+    email, password = attempt.email, attempt.password
     user = await _find_by_email(session, email)
     # Nothing is held while Argon2 runs (~35 ms): no pooled connection, no SQLite write lock.
     await session.commit()

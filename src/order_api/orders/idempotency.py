@@ -23,6 +23,7 @@ from order_api.observability import current_request_id
 from order_api.orders import service
 from order_api.orders.models import IdempotencyRecord
 from order_api.orders.schemas import OrderCreate, OrderRead
+from order_api.rate_limits import RateLimits
 from order_api.users.models import User
 
 RETENTION = timedelta(hours=24)
@@ -51,9 +52,16 @@ class Outcome:
 
 
 async def submit_order(
-    session: AsyncSession, customer: User, data: OrderCreate, key: str | None, currency: str
+    session: AsyncSession,
+    rate_limits: RateLimits,
+    customer: User,
+    data: OrderCreate,
+    key: str | None,
+    currency: str,
 ) -> Outcome:
-    """Place an order; with a key, at most once per key and body, replaying the first outcome."""
+    """Place an order; with a key, at most once per key and body, replaying the first outcome.
+    Limited per customer before anything is claimed: a 429 is never stored (SPEC §5.9)."""
+    await rate_limits.check_order(str(customer.id))
     if key is None:
         return _created(await service.place_order(session, customer, data, currency))
     user_id = customer.id  # read now: a rollback below expires `customer`

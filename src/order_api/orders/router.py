@@ -21,6 +21,7 @@ from order_api.orders.schemas import (
     StatusChange,
 )
 from order_api.orders.stream_socket import serve_order_stream
+from order_api.throttling import RateLimitsDep
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -29,18 +30,22 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderRead,
-    responses=problem_responses(401, 409),
+    responses=problem_responses(401, 409, 429),
 )
 async def place_order(
     session: SessionDep,
+    rate_limits: RateLimitsDep,
     currency: CurrencyDep,
     customer: CurrentUser,
     body: OrderCreate,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> JSONResponse:
     """Order products at the catalogue's prices. With an `Idempotency-Key`, a retry of the same
-    body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`)."""
-    outcome = await idempotency.submit_order(session, customer, body, idempotency_key, currency)
+    body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`).
+    Orders are limited per customer, replays included (429 with `Retry-After`)."""
+    outcome = await idempotency.submit_order(
+        session, rate_limits, customer, body, idempotency_key, currency
+    )
     return JSONResponse(
         outcome.body, outcome.status, headers=outcome.headers, media_type=outcome.media_type
     )

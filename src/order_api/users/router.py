@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from order_api.auth.dependencies import AdminUser, CurrentUser, PasswordsDep, StaffUser
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.throttling import ClientAddressDep, RateLimitsDep
 from order_api.users import service
 from order_api.users.schemas import (
     OwnProfileUpdate,
@@ -21,10 +22,17 @@ from order_api.users.schemas import (
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409))
-async def register(session: SessionDep, passwords: PasswordsDep, body: UserCreate) -> UserRead:
-    """Create a customer account; a welcome e-mail follows in the background."""
-    user = await service.register_user(session, passwords, body)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 429))
+async def register(
+    session: SessionDep,
+    passwords: PasswordsDep,
+    rate_limits: RateLimitsDep,
+    client: ClientAddressDep,
+    body: UserCreate,
+) -> UserRead:
+    """Create a customer account; a welcome e-mail follows in the background. Registrations are
+    limited per client address (429 with `Retry-After`)."""
+    user = await service.sign_up(session, passwords, rate_limits, client, body)
     return UserRead.model_validate(user)
 
 

@@ -15,6 +15,7 @@ from order_api.auth import service as auth_service
 from order_api.errors import Conflict, Forbidden, NotFound
 from order_api.notifications.emails import queue_email
 from order_api.pagination import fetch_page
+from order_api.rate_limits import RateLimits
 from order_api.security import Passwords
 from order_api.users.models import Role, User
 from order_api.users.schemas import OwnProfileUpdate, UserCreate, UserQuery, UserUpdate
@@ -40,6 +41,19 @@ class LastAdmin(Conflict):
 
 class UserNotFound(NotFound):
     default_detail = "No user with this id."
+
+
+async def sign_up(
+    session: AsyncSession,
+    passwords: Passwords,
+    rate_limits: RateLimits,
+    client: str,
+    data: UserCreate,
+) -> User:
+    """Registration by the public: a customer account, limited per client address; the limit
+    also bounds what `409 email_taken` tells about who has an account (SPEC §5.1)."""
+    await rate_limits.check_registration(client)
+    return await register_user(session, passwords, data)
 
 
 async def register_user(

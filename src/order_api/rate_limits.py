@@ -1,0 +1,202 @@
+"""Rate limits (SPEC §2 Operations, §5.6): one `RateLimits` per process, on Redis in production so
+every API process counts against the same windows, in memory in embedded mode.
+
+While Redis is unreachable the general and per-route limits let requests through (counted), and
+the login and registration limits count in this process instead: brute force is never unlimited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import (
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.errors import StorageError
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from order_api.config import Settings
+from order_api.errors import TooManyRequests
+from order_api.fields import normalise_email
+
+logger = structlog.get_logger(__name__)
+
+REJECTIONS = Counter(
+    "order_api_rate_limit_rejections", "Requests refused with 429, by limit.", ["limit"]
+)
+FAIL_OPENS = Counter(
+    "order_api_rate_limit_fail_opens",
+    "Requests let through unchecked because the limit's storage (Redis) was unreachable.",
+    ["limit"],
+)
+FALLBACKS = Counter(
+    "order_api_rate_limit_fallbacks",
+    "Requests counted by this process alone because Redis was unreachable (login, registration).",
+    ["limit"],
+)
+# After a storage error, Redis is left alone this long: a hung server costs one timeout, not one
+# per request.
+STORAGE_RETRY_SECONDS = 5.0
+_STORAGE_ERRORS = (RedisError, StorageError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One limit: its name (metric label and key part), its rate, and what to do without Redis."""
+
+    name: str
+    rate: RateLimitItem
+    detail: str
+    # Exact windows for the few, sensitive counts; a cheap two-counter estimate for the rest.
+    exact: bool = True
+    # Without Redis: count in this process (True) or let the request through (False).
+    in_process_fallback: bool = False
+
+
+def _rules(settings: Settings) -> dict[str, Rule]:
+    login = "Too many login attempts."
+    return {
+        rule.name: rule
+        for rule in (
+            Rule("default", parse(settings.rate_limit_default), "Too many requests.", exact=False),
+            Rule("login_ip", parse(settings.rate_limit_login_per_ip), login, True, True),
+            Rule("login_account", parse(settings.rate_limit_login_per_account), login, True, True),
+            Rule(
+                "registration_ip",
+                parse(settings.rate_limit_registration_per_ip),
+                "Too many registrations from this address.",
+                True,
+                True,
+            ),
+            Rule("orders_user", parse(settings.rate_limit_orders_per_user), "Too many orders."),
+        )
+    }
+
+
+class _Counting:
+    """A storage with one `limits` strategy per rule."""
+
+    def __init__(self, storage: Storage, rules: dict[str, Rule]) -> None:
+        self.storage = storage
+        self.limiters: dict[str, RateLimiter] = {
+            name: (MovingWindowRateLimiter if rule.exact else SlidingWindowCounterRateLimiter)(
+                storage
+            )
+            for name, rule in rules.items()
+        }
+
+    async def hit(self, rule: Rule, key: str) -> float | None:
+        """None when allowed; else the seconds until the window lets one more through."""
+        limiter = self.limiters[rule.name]
+        if await limiter.hit(rule.rate, rule.name, key):
+            return None
+        stats = await limiter.get_window_stats(rule.rate, rule.name, key)
+        return stats.reset_time - time.time()
+
+
+class RateLimits:
+    """Every limit of SPEC §2, checked by name; `enabled=False` checks nothing."""
+
+    def __init__(
+        self,
+        rules: dict[str, Rule],
+        shared: Storage,
+        *,
+        in_process: Storage | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.rules = rules
+        self._shared = _Counting(shared, rules)
+        # Only a shared (Redis) storage can fail; memory is its own fallback.
+        self._fallback = _Counting(in_process, rules) if in_process is not None else None
+        self._shared_down_until = 0.0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, redis_client: redis.asyncio.Redis | None
+    ) -> RateLimits:
+        rules = _rules(settings)
+        enabled = settings.rate_limit_enabled
+        if redis_client is None:
+            return cls(rules, MemoryStorage(), enabled=enabled)
+        shared = RedisStorage(
+            # The URL is only parsed here: the client below reuses the app's pool and timeouts.
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=f"{settings.redis_prefix}:limits",
+            connection_pool=redis_client.connection_pool,  # type: ignore[arg-type]
+        )
+        return cls(rules, shared, in_process=MemoryStorage(), enabled=enabled)
+
+    async def check_request(self, client: str) -> None:
+        await self._hit("default", client)
+
+    async def check_login(self, client: str, email: str) -> None:
+        # The address first: a sprayer out of attempts cannot spend the accounts' budgets.
+        await self._hit("login_ip", client)
+        await self._hit("login_account", account_key(email))
+
+    async def check_registration(self, client: str) -> None:
+        await self._hit("registration_ip", client)
+
+    async def check_order(self, user_id: str) -> None:
+        await self._hit("orders_user", user_id)
+
+    async def _hit(self, name: str, key: str) -> None:
+        if not self.enabled:
+            return
+        rule = self.rules[name]
+        wait = await self._hit_shared(rule, key)
+        if wait is not None:
+            REJECTIONS.labels(limit=rule.name).inc()
+            retry_after = str(max(1, math.ceil(wait)))
+            raise TooManyRequests(
+                f"{rule.detail} Retry after {retry_after} seconds.",
+                headers={"Retry-After": retry_after},
+            )
+
+    async def _hit_shared(self, rule: Rule, key: str) -> float | None:
+        if self._fallback is None or time.monotonic() >= self._shared_down_until:
+            try:
+                wait = await self._shared.hit(rule, key)
+            except _STORAGE_ERRORS as error:
+                self._shared_failed(error)
+            else:
+                self._shared_answered()
+                return wait
+        if rule.in_process_fallback and self._fallback is not None:
+            FALLBACKS.labels(limit=rule.name).inc()
+            return await self._fallback.hit(rule, key)
+        FAIL_OPENS.labels(limit=rule.name).inc()
+        return None
+
+    def _shared_failed(self, error: BaseException) -> None:
+        if self._shared_down_until == 0.0:
+            # Once per outage, not once per request.
+            logger.warning("rate_limit_storage_unreachable", error=repr(error))
+        self._shared_down_until = time.monotonic() + STORAGE_RETRY_SECONDS
+
+    def _shared_answered(self) -> None:
+        if self._shared_down_until != 0.0:
+            logger.info("rate_limit_storage_back")
+            self._shared_down_until = 0.0
+
+
+def account_key(email: str) -> str:
+    """The account's key in the limiter: a digest, so Redis holds no e-mail addresses."""
+    try:
+        normalised = normalise_email(email)
+    except ValueError:
+        normalised = email.strip().lower()
+    return hashlib.sha256(normalised.encode()).hexdigest()[:32]

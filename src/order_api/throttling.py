@@ -1,0 +1,103 @@
+"""Who the client is (the socket peer, or what a trusted proxy says) and the per-address limit on
+every request; the routes' own limits are checked by their services through `RateLimitsDep`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv6Address, ip_address
+from typing import Annotated
+
+from fastapi import Depends, Request
+from prometheus_client import Counter
+from pydantic import IPvAnyNetwork
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from order_api.config import Settings
+from order_api.errors import TooManyRequests
+from order_api.rate_limits import RateLimits
+
+Networks = Sequence[IPvAnyNetwork]
+# Probes and scrapes come from the load balancer's and Prometheus' addresses, often and on purpose.
+UNLIMITED_PATHS = ("/health", "/metrics")
+UNKNOWN_CLIENT = "unknown"
+
+FORWARDED_IGNORED = Counter(
+    "order_api_forwarded_headers_ignored",
+    "Requests carrying X-Forwarded-For from a peer outside TRUSTED_PROXIES (the header is unused).",
+)
+
+
+def address_in(address: str, networks: Iterable[IPvAnyNetwork]) -> bool:
+    """Whether an address is in one of the networks; anything but an IP address is not."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
+        # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+        parsed = parsed.ipv4_mapped
+    return any(parsed in network for network in networks)
+
+
+def _forwarded_for(scope: Scope) -> list[str]:
+    return [
+        hop.strip()
+        for name, value in scope["headers"]
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+    ]
+
+
+def client_address(scope: Scope, proxies: Networks) -> str:
+    """The socket peer; behind trusted proxies, the right-most forwarded hop that is not one of
+    them (hops further left were written by the client and prove nothing)."""
+    peer = scope.get("client")
+    address = peer[0] if peer else UNKNOWN_CLIENT
+    if not proxies or not address_in(address, proxies):
+        return address
+    for hop in reversed(_forwarded_for(scope)):
+        try:
+            address = str(ip_address(hop))
+        except ValueError:
+            break  # written by the client: the proxy to its right is the last address we know
+        if not address_in(address, proxies):
+            break
+    return address
+
+
+class RequestRateLimitMiddleware:
+    """The general per-address limit (RATE_LIMIT_DEFAULT) on every HTTP request but probes."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Networks) -> None:
+        self.app = app
+        self.trusted_proxies = trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, self.trusted_proxies)
+        peer = scope.get("client")
+        if peer and address == peer[0] and _forwarded_for(scope):
+            FORWARDED_IGNORED.inc()
+        rate_limits: RateLimits = scope["app"].state.rate_limits
+        try:
+            await rate_limits.check_request(address)
+        except TooManyRequests as refusal:
+            await refusal.to_response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+def request_client_address(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    return client_address(request.scope, settings.trusted_proxies)
+
+
+RateLimitsDep = Annotated[RateLimits, Depends(rate_limits)]
+ClientAddressDep = Annotated[str, Depends(request_client_address)]
