@@ -40,6 +40,7 @@ def job_handlers(settings: Settings, pubsub: PubSub) -> dict[str, Handler]:
 class Background:
     broker: AsyncBroker
     relay: OutboxRelay
+    runtime: JobRuntime
 
     @classmethod
     def create(
@@ -57,7 +58,7 @@ class Background:
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.job_lease_seconds,
         )
-        return cls(broker, relay)
+        return cls(broker, relay, runtime)
 
     async def start(self, *, queue_required: bool = False) -> None:
         try:
@@ -75,6 +76,8 @@ class Background:
         if isinstance(self.broker, InMemoryBroker):
             # In-process jobs finish before the database goes; an interrupted one is re-relayed.
             await self.broker.wait_all()
+        # The worker's grace (SHUTDOWN_TIMEOUT_SECONDS) is over: jobs still running go back.
+        await self.runtime.release_running()
         await self.broker.shutdown()
 
 
@@ -96,7 +99,8 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
                 background.broker,
                 max_async_tasks=concurrency,
                 run_startup=False,
-                wait_tasks_timeout=settings.job_lease_seconds,
+                # Running jobs get the stop's grace; then Background.stop hands them back.
+                wait_tasks_timeout=settings.shutdown_timeout_seconds,
             )
             try:
                 await receiver.listen(stopping)

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     # A client must send a request's whole head within this (slow-loris); then it gets 408.
     request_head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    # On SIGTERM, in-flight requests get this long to finish before they are cancelled.
+    # On SIGTERM, in-flight requests and running jobs get this long; then they are cancelled.
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
     # Socket peers that may read GET /metrics; everyone else gets a 404. Empty: nobody.
     metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(

@@ -1,22 +1,128 @@
-"""How every API process serves: uvicorn's options, and a WebSocket protocol that lets go of
-peers that stop reading."""
+"""How every API process serves: uvicorn's options, an HTTP protocol with a deadline on request
+heads, and a WebSocket protocol that lets go of peers that stop reading."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import uuid
+from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 
 from order_api.config import Settings
+from order_api.errors import PROBLEM_MEDIA_TYPE, problem_response
 
 # Client frames are refused anyway; a bigger one is cut off (1009) before it is buffered whole.
 WS_MAX_CLIENT_FRAME_BYTES = 4096
+# Sent to sockets still open when the process stops: the client reconnects to another process.
+WS_GOING_AWAY = 1001
+REQUEST_TIMEOUT_CODE = "request_timeout"
+
+REQUEST_HEAD_TIMEOUTS = Counter(
+    "order_api_http_request_head_timeouts",
+    "Connections answered 408 and closed: a request head not complete within its deadline.",
+)
+
+
+def request_timeout_response(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 408 answer, written by the protocol itself: no request reached the app."""
+    request_id = uuid.uuid4().hex
+    detail = "The request's headers did not arrive in time."
+    extra = {"request_id": request_id}  # no request context: the id is made here
+    body = bytes(problem_response(408, REQUEST_TIMEOUT_CODE, detail, extra=extra).body)
+    defaults = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
+    head = (
+        f"content-type: {PROBLEM_MEDIA_TYPE}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n"
+        f"x-request-id: {request_id}\r\n"
+        "x-content-type-options: nosniff\r\n\r\n"
+    )
+    return STATUS_LINE[408] + defaults + head.encode("ascii") + body
+
+
+class HeadDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, except that a request head must be complete within
+    `head_timeout_seconds` of the connection opening or of the request's first byte.
+
+    uvicorn has no such deadline: a client trickling header bytes (slow-loris) holds a
+    connection forever, and on a kept-alive connection any byte cancels the idle timer.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        head_timeout_seconds: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.head_timeout_seconds = head_timeout_seconds
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_head_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        # A fresh connection's deadline runs from the connection, not from its first byte.
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(
+                self.head_timeout_seconds, self._head_deadline_passed
+            )
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_deadline_passed(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing():
+            return
+        REQUEST_HEAD_TIMEOUTS.inc()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head behind a running response: the 408 cannot cut into that response,
+            # so the connection ends once it is sent and the partial head is never served.
+            self.cycle.keep_alive = False
+            self.flow.pause_reading()
+            return
+        self.transport.write(request_timeout_response(self.server_state.default_headers))
+        self.transport.close()
+
+
+def head_deadline_protocol(head_timeout_seconds: float) -> Callable[..., HeadDeadlineProtocol]:
+    """What uvicorn calls per connection, our deadline bound in: it hands protocols its own
+    Config, which has no room for our settings. A partial, so `--workers N` can pickle it."""
+    return functools.partial(HeadDeadlineProtocol, head_timeout_seconds=head_timeout_seconds)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's own protocol, except that a connection still open `close_timeout` after the app
-    finished (or after a missed ping) is aborted. uvicorn closes gracefully, flushing first, and
-    a peer that never reads would hold that flush, its buffers and its descriptor forever."""
+    finished (or after a missed ping) is aborted, and a stopping process closes with 1001.
+
+    uvicorn closes gracefully, flushing first, and a peer that never reads would hold that flush,
+    its buffers and its descriptor forever."""
 
     async def run_asgi(self) -> None:
         await super().run_asgi()
@@ -25,6 +131,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def keepalive_timeout(self) -> None:
         super().keepalive_timeout()
         self._abort_later()
+
+    def shutdown(self) -> None:
+        """uvicorn's, with 1001 (going away) instead of 1012 (service restart): the process
+        stops; 1012 stays our hub's code for a lost and regained pub-sub subscription."""
+        if not self.handshake_complete or self.close_sent:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": WS_GOING_AWAY})
+        self.conn.send_close(WS_GOING_AWAY)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
 
     def _abort_later(self) -> None:
         self.loop.call_later(self.close_timeout, self._abort_if_still_open)
@@ -44,6 +162,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's own proxy handling would believe X-Forwarded-For from any loopback peer.
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+        "http": head_deadline_protocol(settings.request_head_timeout_seconds),
         "ws": WebSocketProtocol,
         # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
         "ws_ping_interval": settings.ws_heartbeat_seconds,

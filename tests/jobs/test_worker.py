@@ -144,3 +144,29 @@ async def test_sigterm_lets_the_running_job_finish(
     assert row is not None
     assert row.status == OutboxStatus.DONE
     assert smtp.inbox.count() == 1
+
+
+async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
+    make_app: AppBuilder, job_settings: dict[str, object], workers: Workers, smtp: SmtpServer
+) -> None:
+    # A 30 s SMTP answer: past the worker's 0.3 s grace, inside the job's 2 s bound (half a lease).
+    settings = {**job_settings, "job_lease_seconds": 4.0}
+    workers.env.update({"JOB_LEASE_SECONDS": "4.0", "SHUTDOWN_TIMEOUT_SECONDS": "0.3"})
+    api = await make_app(**settings)
+    smtp.inbox.recipient_delay_seconds = 30
+    worker = workers.start()
+    message_id = await queue_and_commit(api)
+    await wait_until(smtp.inbox.conversations_started.is_set, "the worker to start SMTP")
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    assert "job_released" in stderr
+    row = await outbox_row(api, message_id)
+    assert row is not None
+    assert (row.status, row.attempts, row.lease_token) == (OutboxStatus.PENDING, 0, None)
+
+    smtp.inbox.recipient_delay_seconds = 0
+    workers.start()
+    await api.state.background.relay.relay_due()
+    await wait_for_status(api, message_id, OutboxStatus.DONE)
+    assert smtp.inbox.count() == 1

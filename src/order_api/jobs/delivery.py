@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.config import Settings
@@ -33,6 +35,16 @@ class JobRuntime:
     handlers: Mapping[str, Handler]
     retry: outbox.RetryPolicy
     lease: timedelta
+    # Deliveries under way in this process, so a stopping process can hand them back.
+    running: set[asyncio.Task[Any]] = field(default_factory=set, compare=False)
+
+    async def release_running(self) -> None:
+        """Cancel the deliveries still running (the stop's grace is over): each puts its row
+        back, due now, for another worker."""
+        tasks = list(self.running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @classmethod
     def from_settings(
@@ -47,6 +59,41 @@ class JobRuntime:
             settings.job_retry_max_seconds,
         )
         return cls(sessionmaker, handlers, retry, timedelta(seconds=settings.job_lease_seconds))
+
+
+async def release(
+    runtime: JobRuntime, message: outbox.ClaimedMessage, log: structlog.stdlib.BoundLogger
+) -> None:
+    """A stopping worker cancelled this delivery: the row is due again at once, not at the end of
+    its lease. Shielded, so a second cancel cannot cut the write short."""
+
+    async def write() -> bool:
+        async with runtime.sessionmaker() as session:
+            released = await outbox.release(session, message)
+            await session.commit()
+        return released
+
+    try:
+        released = await asyncio.shield(write())
+    except (SQLAlchemyError, OSError) as error:
+        # The lease still runs out, so the row is delivered later all the same.
+        log.warning("job_release_failed", error=describe(error))
+        return
+    log.info("job_released", released=released)
+    if released:
+        JOBS.labels(kind=message.kind, outcome="released").inc()
+
+
+async def _run_tracked(
+    runtime: JobRuntime, handler: Handler, message: outbox.ClaimedMessage
+) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        runtime.running.add(task)
+    try:
+        await handler(message)
+    finally:
+        runtime.running.discard(task)
 
 
 def describe(error: BaseException) -> str:
@@ -70,7 +117,10 @@ async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | 
             raise PermanentJobError(f"no handler for outbox kind {message.kind!r}")
         # Bounded well inside the lease, so no other delivery takes the row while this one runs.
         async with asyncio.timeout(runtime.lease.total_seconds() / 2):
-            await handler(message)
+            await _run_tracked(runtime, handler, message)
+    except asyncio.CancelledError:
+        await release(runtime, message, log)
+        raise
     except Exception as error:
         async with runtime.sessionmaker() as session:
             status = await outbox.record_failure(

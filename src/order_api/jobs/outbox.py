@@ -142,6 +142,22 @@ async def mark_done(session: AsyncSession, message: ClaimedMessage) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+async def release(session: AsyncSession, message: ClaimedMessage) -> bool:
+    """Hand a row back untried (its delivery was stopped): due now, the attempt not counted."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
+        .values(
+            status=OutboxStatus.PENDING,
+            available_at=utc_now(),
+            lease_token=None,
+            attempts=OutboxMessage.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int

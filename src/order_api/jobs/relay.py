@@ -38,6 +38,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -82,7 +83,7 @@ class OutboxRelay:
         return len(handed)
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 while await self.relay_due() == outbox.RELAY_BATCH_SIZE:
@@ -94,12 +95,20 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        """Stop after a last pass, so rows committed just before shutdown are handed over."""
+        """Stop after a last pass, so rows committed just before shutdown are handed over.
+
+        A pass under way is let finish: cancelled between its claim and its hand-off, it would
+        leave the rows it claimed pending until their lease ran out. Bounded by one lease.
+        """
         if self._task is None:
             return
+        self._stopping = True
+        self._wake.set()
+        await asyncio.wait({self._task}, timeout=self.lease.total_seconds())
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
