@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,21 @@ OTHER_METHOD = "other"
 KNOWN_METHODS = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"})
 # From a cached read (a few ms) to the request budget; Argon2 logins sit near 50-100 ms.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def refuse_a_missing_multiproc_directory() -> None:
+    """prometheus-client opens its files in the directory as the first metric is made (on import):
+    a mistyped path would end every command in a traceback; it is one line and exit code 2."""
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if directory and not os.path.isdir(directory):
+        sys.stderr.write(
+            f"order-api: refusing to start: {MULTIPROC_DIR_VARIABLE}={directory} "
+            "is not an existing directory\n"
+        )
+        raise SystemExit(2)
+
+
+refuse_a_missing_multiproc_directory()
 
 HTTP_REQUESTS = Counter(
     "order_api_http_requests",

@@ -87,6 +87,9 @@ async def submit_order(
         )
         if settled is None:
             raise RequestInProgress()
+        # Committed here, not by the request: a COMMIT lost with its connection then frees the key
+        # below (or finds it settled, if the COMMIT landed) instead of holding it for a minute.
+        await session.commit()
     except AppError as error:
         await session.rollback()
         stored = error.status in STORED_STATUSES and not isinstance(error, RequestInProgress)
