@@ -6,7 +6,6 @@ adds them up (prometheus-client multiprocess mode); without it a scrape is this 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 import weakref
@@ -20,6 +19,8 @@ from pydantic import IPvAnyNetwork
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from order_api.networks import address_in
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "unmatched"
@@ -74,16 +75,7 @@ def record_request(method: str, route: str | None, status: int, duration_seconds
 
 def is_allowed_peer(client: Any, networks: Iterable[IPvAnyNetwork]) -> bool:
     """Whether the socket peer (`scope["client"]`) is in one of the networks; no peer is not."""
-    if not client:
-        return False
-    try:
-        address = ipaddress.ip_address(client[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
+    return bool(client) and address_in(client[0], networks)
 
 
 def exposition(accept: str) -> tuple[bytes, str]:

@@ -3,8 +3,8 @@ every request; the routes' own limits are checked by their services through `Rat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from ipaddress import IPv6Address, ip_address
+from collections.abc import Sequence
+from ipaddress import ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from order_api.config import Settings
 from order_api.errors import TooManyRequests
+from order_api.networks import address_in
 from order_api.rate_limits import RateLimits
 
 Networks = Sequence[IPvAnyNetwork]
@@ -25,18 +26,6 @@ FORWARDED_IGNORED = Counter(
     "order_api_forwarded_headers_ignored",
     "Requests carrying X-Forwarded-For from a peer outside TRUSTED_PROXIES (the header is unused).",
 )
-
-
-def address_in(address: str, networks: Iterable[IPvAnyNetwork]) -> bool:
-    """Whether an address is in one of the networks; anything but an IP address is not."""
-    try:
-        parsed = ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(parsed, IPv6Address) and parsed.ipv4_mapped is not None:
-        # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
-        parsed = parsed.ipv4_mapped
-    return any(parsed in network for network in networks)
 
 
 def _forwarded_for(scope: Scope) -> list[str]:
