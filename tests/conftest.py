@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from order_api.app import create_app
 from order_api.config import Settings
 from order_api.db import create_engine
 from tests.accounts import Shop, ShopFactory
+from tests.smtp_server import SmtpServer
 from tests.streams import WAIT_SECONDS, LiveShop, LiveShopFactory, served
 from tests.support import (
     BACKENDS,
@@ -197,3 +198,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server of the test's own, on a free port."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ FAST_JOBS: dict[str, Any] = {
     "outbox_poll_seconds": 0.05,
 }
 WELCOME = {"full_name": "Ada Lovelace", "email": "ada@example.com"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

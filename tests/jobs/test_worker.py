@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from order_api.jobs.models import OutboxStatus
+from order_api.jobs.models import OutboxMessage, OutboxStatus
 from tests.jobs.conftest import FAST_JOBS, outbox_row, queue_and_commit
 from tests.smtp_server import SmtpServer
 from tests.support import TEST_SECRET_KEY, AppBuilder
@@ -129,19 +129,28 @@ async def test_a_worker_killed_mid_job_still_yields_exactly_one_email(
     assert sorted(recipients) == ["ada@example.com", "grace@example.com"]
 
 
-async def test_sigterm_lets_the_running_job_finish(
+async def sigterm_during_smtp(
     api: FastAPI, workers: Workers, smtp: SmtpServer
-) -> None:
-    smtp.inbox.recipient_delay_seconds = 0.8  # inside the job time limit, half a lease
+) -> tuple[str, OutboxMessage]:
+    """A worker gets SIGTERM while its job talks SMTP: its log, and the job's row after it exits
+    (with code 0)."""
     worker = workers.start()
     message_id = await queue_and_commit(api)
     await wait_until(smtp.inbox.conversations_started.is_set, "the worker to start SMTP")
     worker.send_signal(signal.SIGTERM)
     _, stderr = worker.communicate(timeout=60)
     assert worker.returncode == 0, stderr
-    assert "worker_stopped" in stderr
     row = await outbox_row(api, message_id)
     assert row is not None
+    return stderr, row
+
+
+async def test_sigterm_lets_the_running_job_finish(
+    api: FastAPI, workers: Workers, smtp: SmtpServer
+) -> None:
+    smtp.inbox.recipient_delay_seconds = 0.8  # inside the job time limit, half a lease
+    stderr, row = await sigterm_during_smtp(api, workers, smtp)
+    assert "worker_stopped" in stderr
     assert row.status == OutboxStatus.DONE
     assert smtp.inbox.count() == 1
 
@@ -154,19 +163,12 @@ async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
     workers.env.update({"JOB_LEASE_SECONDS": "4.0", "SHUTDOWN_TIMEOUT_SECONDS": "0.3"})
     api = await make_app(**settings)
     smtp.inbox.recipient_delay_seconds = 30
-    worker = workers.start()
-    message_id = await queue_and_commit(api)
-    await wait_until(smtp.inbox.conversations_started.is_set, "the worker to start SMTP")
-    worker.send_signal(signal.SIGTERM)
-    _, stderr = worker.communicate(timeout=60)
-    assert worker.returncode == 0, stderr
+    stderr, row = await sigterm_during_smtp(api, workers, smtp)
     assert "job_released" in stderr
-    row = await outbox_row(api, message_id)
-    assert row is not None
     assert (row.status, row.attempts, row.lease_token) == (OutboxStatus.PENDING, 0, None)
 
     smtp.inbox.recipient_delay_seconds = 0
     workers.start()
     await api.state.background.relay.relay_due()
-    await wait_for_status(api, message_id, OutboxStatus.DONE)
+    await wait_for_status(api, row.id, OutboxStatus.DONE)
     assert smtp.inbox.count() == 1

@@ -5,7 +5,6 @@ PROMETHEUS_MULTIPROC_DIR, so the API's /metrics shows the jobs the worker ran, a
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -21,14 +20,6 @@ from tests.test_cli import command_env, run, running_server
 from tests.waiting import wait_until
 
 JOBS = "order_api_jobs_total"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def scrape(url: str) -> Samples:
