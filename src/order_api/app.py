@@ -95,12 +95,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     # add_middleware wraps: the last added runs first (outermost).
+    if settings.rate_limit_enabled:
+        # Innermost: a 429 carries CORS and the headers, and a fault in it is a 500 problem.
+        app.add_middleware(RequestRateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
     app.add_middleware(HeadAsGetMiddleware)
-    if settings.rate_limit_enabled:
-        # Inside CORS and the headers, so a 429 carries them too.
-        app.add_middleware(RequestRateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
     # Outside the error and size-limit middleware, so their 500s and 413s get CORS and headers.
     app.add_middleware(CorsMiddleware, allowed_origins=settings.allowed_origins)
     app.add_middleware(

@@ -109,6 +109,8 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
                 await _wait_for_queue(redis_client, settings, stopping)
     finally:
         logger.info("worker_stopping")
+        # taskiq only waited out the grace: what still runs is handed back before anything stops.
+        await background.runtime.release_running()
         await background.stop()
         await redis_client.aclose()
         await engine.dispose()

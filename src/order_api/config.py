@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # A client must send a request's whole head within this (slow-loris); then it gets 408.
     request_head_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # On SIGTERM, in-flight requests and running jobs get this long; then they are cancelled.
-    shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
     # Socket peers that may read GET /metrics; everyone else gets a 404. Empty: nobody.
     metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         default_factory=lambda: [ip_network(net) for net in DEFAULT_METRICS_ALLOWED_NETWORKS]

@@ -34,6 +34,22 @@ def inline_script_hashes(html: bytes) -> str:
     return " ".join(f"'sha256-{base64.b64encode(digest).decode()}'" for digest in digests)
 
 
+# Set unless the route chose its own (a page's CSP, a static file's caching).
+DEFAULT_SECURITY_HEADERS = {"Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
+
+
+def fixed_security_headers(*, strict_transport_security: bool) -> dict[str, str]:
+    """The headers every response carries, whatever its route says."""
+    fixed = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+    if strict_transport_security:
+        fixed["Strict-Transport-Security"] = HSTS
+    return fixed
+
+
 class SecurityHeadersMiddleware:
     """Adds the security headers to every HTTP response, whoever made it.
 
@@ -43,14 +59,8 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, strict_transport_security: bool) -> None:
         self.app = app
-        self.fixed = {
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
-        }
-        if strict_transport_security:
-            self.fixed["Strict-Transport-Security"] = HSTS
-        self.defaults = {"Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
+        self.fixed = fixed_security_headers(strict_transport_security=strict_transport_security)
+        self.defaults = DEFAULT_SECURITY_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

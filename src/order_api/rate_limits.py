@@ -11,6 +11,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from ipaddress import IPv6Address, ip_address, ip_network
 
 import redis.asyncio
 import structlog
@@ -121,6 +122,7 @@ class RateLimits:
         # Only a shared (Redis) storage can fail; memory is its own fallback.
         self._fallback = _Counting(in_process, rules) if in_process is not None else None
         self._shared_down_until = 0.0
+        self._probing = False
 
     @classmethod
     def from_settings(
@@ -140,15 +142,15 @@ class RateLimits:
         return cls(rules, shared, in_process=MemoryStorage(), enabled=enabled)
 
     async def check_request(self, client: str) -> None:
-        await self._hit("default", client)
+        await self._hit("default", address_key(client))
 
     async def check_login(self, client: str, email: str) -> None:
         # The address first: a sprayer out of attempts cannot spend the accounts' budgets.
-        await self._hit("login_ip", client)
+        await self._hit("login_ip", address_key(client))
         await self._hit("login_account", account_key(email))
 
     async def check_registration(self, client: str) -> None:
-        await self._hit("registration_ip", client)
+        await self._hit("registration_ip", address_key(client))
 
     async def check_order(self, user_id: str) -> None:
         await self._hit("orders_user", user_id)
@@ -167,14 +169,29 @@ class RateLimits:
             )
 
     async def _hit_shared(self, rule: Rule, key: str) -> float | None:
-        if self._fallback is None or time.monotonic() >= self._shared_down_until:
+        if self._fallback is None or self._shared_down_until == 0.0:
+            return await self._hit_shared_or_fall_back(rule, key)
+        if not self._probing and time.monotonic() >= self._shared_down_until:
+            # One request at a time finds out whether Redis is back; the others do not wait on it.
+            self._probing = True
             try:
-                wait = await self._shared.hit(rule, key)
-            except _STORAGE_ERRORS as error:
-                self._shared_failed(error)
-            else:
-                self._shared_answered()
-                return wait
+                return await self._hit_shared_or_fall_back(rule, key)
+            finally:
+                self._probing = False
+        return await self._without_shared(rule, key)
+
+    async def _hit_shared_or_fall_back(self, rule: Rule, key: str) -> float | None:
+        try:
+            wait = await self._shared.hit(rule, key)
+        except _STORAGE_ERRORS as error:
+            if self._fallback is None:
+                raise
+            self._shared_failed(error)
+            return await self._without_shared(rule, key)
+        self._shared_answered()
+        return wait
+
+    async def _without_shared(self, rule: Rule, key: str) -> float | None:
         if rule.in_process_fallback and self._fallback is not None:
             FALLBACKS.labels(limit=rule.name).inc()
             return await self._fallback.hit(rule, key)
@@ -191,6 +208,20 @@ class RateLimits:
         if self._shared_down_until != 0.0:
             logger.info("rate_limit_storage_back")
             self._shared_down_until = 0.0
+
+
+def address_key(address: str) -> str:
+    """The address's key in the limiter: an IPv6 client is its /64 (one subscriber's usual
+    allocation, so it cannot rotate through addresses), an IPv4-mapped one its IPv4 address."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def account_key(email: str) -> str:

@@ -17,6 +17,7 @@ from uvicorn.server import ServerState
 
 from order_api.config import Settings
 from order_api.errors import PROBLEM_MEDIA_TYPE, problem_response
+from order_api.headers import DEFAULT_SECURITY_HEADERS, fixed_security_headers
 
 # Client frames are refused anyway; a bigger one is cut off (1009) before it is buffered whole.
 WS_MAX_CLIENT_FRAME_BYTES = 4096
@@ -30,20 +31,23 @@ REQUEST_HEAD_TIMEOUTS = Counter(
 )
 
 
-def request_timeout_response(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+def request_timeout_response(
+    default_headers: list[tuple[bytes, bytes]], security_headers: dict[str, str]
+) -> bytes:
     """The whole 408 answer, written by the protocol itself: no request reached the app."""
     request_id = uuid.uuid4().hex
     detail = "The request's headers did not arrive in time."
     extra = {"request_id": request_id}  # no request context: the id is made here
     body = bytes(problem_response(408, REQUEST_TIMEOUT_CODE, detail, extra=extra).body)
+    headers = {
+        **security_headers,
+        "content-type": PROBLEM_MEDIA_TYPE,
+        "content-length": str(len(body)),
+        "connection": "close",
+        "x-request-id": request_id,
+    }
     defaults = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers)
-    head = (
-        f"content-type: {PROBLEM_MEDIA_TYPE}\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n"
-        f"x-request-id: {request_id}\r\n"
-        "x-content-type-options: nosniff\r\n\r\n"
-    )
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
     return STATUS_LINE[408] + defaults + head.encode("ascii") + body
 
 
@@ -63,9 +67,11 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         head_timeout_seconds: float,
+        security_headers: dict[str, str],
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.head_timeout_seconds = head_timeout_seconds
+        self.security_headers = security_headers
         self._head_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -107,14 +113,21 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
             self.flow.pause_reading()
             return
-        self.transport.write(request_timeout_response(self.server_state.default_headers))
+        answer = request_timeout_response(self.server_state.default_headers, self.security_headers)
+        self.transport.write(answer)
         self.transport.close()
 
 
-def head_deadline_protocol(head_timeout_seconds: float) -> Callable[..., HeadDeadlineProtocol]:
+def head_deadline_protocol(
+    head_timeout_seconds: float, security_headers: dict[str, str]
+) -> Callable[..., HeadDeadlineProtocol]:
     """What uvicorn calls per connection, our deadline bound in: it hands protocols its own
     Config, which has no room for our settings. A partial, so `--workers N` can pickle it."""
-    return functools.partial(HeadDeadlineProtocol, head_timeout_seconds=head_timeout_seconds)
+    return functools.partial(
+        HeadDeadlineProtocol,
+        head_timeout_seconds=head_timeout_seconds,
+        security_headers=security_headers,
+    )
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -162,7 +175,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # uvicorn's own proxy handling would believe X-Forwarded-For from any loopback peer.
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
-        "http": head_deadline_protocol(settings.request_head_timeout_seconds),
+        "http": head_deadline_protocol(
+            settings.request_head_timeout_seconds,
+            {
+                **fixed_security_headers(
+                    strict_transport_security=settings.environment == "production"
+                ),
+                **DEFAULT_SECURITY_HEADERS,
+            },
+        ),
         "ws": WebSocketProtocol,
         # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
         "ws_ping_interval": settings.ws_heartbeat_seconds,

@@ -19,7 +19,7 @@ from order_api.rate_limits import RateLimits
 
 Networks = Sequence[IPvAnyNetwork]
 # Probes and scrapes come from the load balancer's and Prometheus' addresses, often and on purpose.
-UNLIMITED_PATHS = ("/health", "/metrics")
+UNLIMITED_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 UNKNOWN_CLIENT = "unknown"
 
 FORWARDED_IGNORED = Counter(
@@ -37,6 +37,18 @@ def _forwarded_for(scope: Scope) -> list[str]:
     ]
 
 
+def _hop_address(hop: str) -> str | None:
+    """A forwarded hop as a plain address: some proxies add a port (`a.b.c.d:p`, `[v6]:p`)."""
+    if hop.startswith("[") and "]" in hop:
+        hop = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        hop = hop.split(":", 1)[0]
+    try:
+        return str(ip_address(hop))
+    except ValueError:
+        return None
+
+
 def client_address(scope: Scope, proxies: Networks) -> str:
     """The socket peer; behind trusted proxies, the right-most forwarded hop that is not one of
     them (hops further left were written by the client and prove nothing)."""
@@ -45,10 +57,10 @@ def client_address(scope: Scope, proxies: Networks) -> str:
     if not proxies or not address_in(address, proxies):
         return address
     for hop in reversed(_forwarded_for(scope)):
-        try:
-            address = str(ip_address(hop))
-        except ValueError:
+        forwarded = _hop_address(hop)
+        if forwarded is None:
             break  # written by the client: the proxy to its right is the last address we know
+        address = forwarded
         if not address_in(address, proxies):
             break
     return address
@@ -62,12 +74,12 @@ class RequestRateLimitMiddleware:
         self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNLIMITED_PATHS):
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         address = client_address(scope, self.trusted_proxies)
         peer = scope.get("client")
-        if peer and address == peer[0] and _forwarded_for(scope):
+        if _forwarded_for(scope) and not (peer and address_in(peer[0], self.trusted_proxies)):
             FORWARDED_IGNORED.inc()
         rate_limits: RateLimits = scope["app"].state.rate_limits
         try:

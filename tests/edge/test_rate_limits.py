@@ -251,3 +251,23 @@ async def test_two_processes_share_the_redis_windows(
         await client.aclose()
     assert keys
     assert not any(user.email.encode() in key for key in keys)
+
+
+async def test_forwarded_hops_with_ports_name_their_address(limited_shop: LimitedShop) -> None:
+    shop = await limited_shop(rate_limit_default="2/minute", trusted_proxies="10.0.0.0/8")
+    async with client_from(shop, ("10.0.0.5", 4000)) as proxy:
+        statuses = []
+        for forwarded_for in ("6.6.6.6:4711", "6.6.6.6", "6.6.6.6:80", "[2001:db8::9]:443"):
+            headers = {"X-Forwarded-For": forwarded_for}
+            statuses.append((await proxy.get("/api/v1/products", headers=headers)).status_code)
+    assert statuses == [200, 200, 429, 200]
+
+
+async def test_an_ipv6_client_is_limited_as_its_64(limited_shop: LimitedShop) -> None:
+    shop = await limited_shop(rate_limit_login_per_ip="2/minute")
+    results = []
+    for peer in ("2001:db8:0:7::1", "2001:db8:0:7::2", "2001:db8:0:7:ffff::3", "2001:db8:0:8::1"):
+        async with client_from(shop, (peer, 5000)) as client:
+            results.append((await log_in(client, new_email(), "wrong guess")).status_code)
+    # The first three share one /64; the fourth is another subscriber.
+    assert results == [401, 401, 429, 401]

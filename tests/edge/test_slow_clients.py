@@ -8,6 +8,7 @@ import asyncio
 import httpx2
 import pytest
 
+from order_api.headers import API_CSP
 from tests.operations.test_metrics import scrape, value
 from tests.streams import LiveShop, LiveShopFactory
 from tests.test_errors import assert_problem
@@ -68,6 +69,10 @@ def assert_request_timeout(raw: bytes) -> None:
     response = parse_response(raw)
     assert_problem(response, 408, "request_timeout")
     assert response.headers["connection"] == "close"
+    # Written by the protocol, past every middleware, yet with the same security headers.
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == API_CSP
+    assert response.headers["cache-control"] == "no-store"
 
 
 async def test_a_head_trickling_in_gets_408_and_a_close_while_others_are_served(

@@ -5,20 +5,27 @@ by tests/stream/test_redis_outage.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio
 from sqlalchemy import select
 
+from order_api import rate_limits
+from order_api.adapters.redis_connection import connect_redis
 from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.rate_limits import STORAGE_RETRY_SECONDS
 from order_api.users.models import Role
 from tests.accounts import Shop, ShopFactory
+from tests.adapters.test_redis_connection import SilentServer, silent_redis
 from tests.catalogue import create_product, order
 from tests.operations.test_metrics import Samples, scrape, value
 from tests.redis_server import RedisProcess, own_redis
+from tests.support import make_settings
 from tests.waiting import wait_until
+
+__all__ = ["silent_redis"]  # the fixture, shared with tests/adapters
 
 pytestmark = pytest.mark.only_backend("postgresql")  # Redis means production: PostgreSQL
 
@@ -102,7 +109,9 @@ async def test_a_stopped_redis_degrades_and_limits_fall_back(
         await shop.client.get("/api/v1/products")
         return bool(await limit_keys(redis_server))
 
-    await wait_until(counting_in_redis_again, f"limits back on Redis ({STORAGE_RETRY_SECONDS} s)")
+    await wait_until(
+        counting_in_redis_again, f"limits back on Redis ({rate_limits.STORAGE_RETRY_SECONDS} s)"
+    )
     order_id = placed.json()["id"]
 
     async def handed_over() -> bool:
@@ -132,3 +141,24 @@ async def test_a_hung_redis_costs_a_timeout_not_a_hang(
         assert (await shop.client.get("/health/ready")).json()["status"] == "degraded"
     finally:
         redis_server.resume()
+
+
+async def test_a_hung_redis_is_probed_by_one_request_at_a_time(
+    silent_redis: SilentServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rate_limits, "STORAGE_RETRY_SECONDS", 0.5)
+    settings = make_settings(
+        "sqlite+aiosqlite:///unused", tmp_path, rate_limit_enabled=True, redis_timeout_seconds=0.2
+    )
+    client = connect_redis(f"redis://127.0.0.1:{silent_redis.port}/0", settings)
+    limits = rate_limits.RateLimits.from_settings(settings, client)
+    try:
+        await limits.check_login("192.0.2.1", "ada@example.com")
+        assert silent_redis.connections == 2  # one call and its retry, then the circuit opens
+        await asyncio.gather(*(limits.check_request("192.0.2.1") for _ in range(20)))
+        assert silent_redis.connections == 2  # open: nobody waits on Redis
+        await asyncio.sleep(0.6)
+        await asyncio.gather(*(limits.check_request("192.0.2.1") for _ in range(20)))
+        assert silent_redis.connections == 4  # one probe (and its retry); the others went on
+    finally:
+        await client.aclose()

@@ -1,5 +1,5 @@
-"""Rate limits as an operator runs them: `serve --workers 2` on PostgreSQL and Redis, attempts on
-new connections spread over both processes and counted once (reliability rows API-11, HTTP-03)."""
+"""Rate limits as an operator runs them: two `serve` processes on PostgreSQL and one Redis, the
+attempts alternating between them and counted once (reliability rows API-11, HTTP-03)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.test_cli import running_server
 
 
 async def attempt(url: str, email: str, headers: dict[str, str] | None = None) -> int:
-    """A wrong password on a new connection, so the kernel picks either process."""
+    """A wrong password, from 127.0.0.1 like every attempt here."""
     async with httpx2.AsyncClient(base_url=url, timeout=30) as client:
         form = {"username": email, "password": "wrong guess"}
         response = await client.post("/api/v1/auth/token", data=form, headers=headers)
@@ -35,19 +35,22 @@ async def test_two_processes_count_login_attempts_once(
     )
     migrate_and_create_admin(tmp_path, env)
     try:
-        with running_server(tmp_path, "--workers", "2", **env) as server:
+        with (
+            running_server(tmp_path, **env) as first,
+            running_server(tmp_path, **env) as second,
+        ):
+            urls = [first.url, second.url]
             body = {"email": "victim@example.com", "password": PASSWORD, "full_name": "Victim"}
-            assert httpx2.post(f"{server.url}/api/v1/users", json=body).status_code == 201
-            per_account = [await attempt(server.url, body["email"]) for _ in range(8)]
+            assert httpx2.post(f"{first.url}/api/v1/users", json=body).status_code == 201
+            per_account = [await attempt(urls[n % 2], body["email"]) for n in range(8)]
             # A new X-Forwarded-For each time: uvicorn's own proxy handling is off and no proxy
             # is trusted, so the header changes nothing and the address limit trips.
-            spoofed = [
-                await attempt(
-                    server.url, f"spray-{n}@example.com", {"X-Forwarded-For": f"6.6.6.{n}"}
-                )
-                for n in range(4)
-            ]
-            server.stop()
+            spoofed = []
+            for n in range(4):
+                headers = {"X-Forwarded-For": f"6.6.6.{n}"}
+                spoofed.append(await attempt(urls[n % 2], f"spray-{n}@example.com", headers))
+            first.stop()
+            second.stop()
     finally:
         await empty_database(postgres_database, tmp_path)
     assert per_account == [401] * 6 + [429] * 2

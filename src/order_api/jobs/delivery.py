@@ -73,8 +73,12 @@ async def release(
             await session.commit()
         return released
 
+    writing = asyncio.ensure_future(write())
     try:
-        released = await asyncio.shield(write())
+        try:
+            released = await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            released = await writing  # cancelled again: the write still ends before we do
     except (SQLAlchemyError, OSError) as error:
         # The lease still runs out, so the row is delivered later all the same.
         log.warning("job_release_failed", error=describe(error))

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -22,6 +21,8 @@ logger = structlog.get_logger(__name__)
 Kick = Callable[[uuid.UUID], Awaitable[None]]
 # Rows handed off but not finished are handed off again after this many job leases.
 REDELIVERY_LEASES = 10
+# The relay's share of a graceful stop: its pass under way, then a last one.
+STOP_SECONDS = 5.0
 
 
 class OutboxRelay:
@@ -102,16 +103,21 @@ class OutboxRelay:
         """Stop after a last pass, so rows committed just before shutdown are handed over.
 
         A pass under way is let finish: cancelled between its claim and its hand-off, it would
-        leave the rows it claimed pending until their lease ran out. Bounded by one lease.
+        leave the rows it claimed pending until their lease ran out. Both are bounded, so a hung
+        database or queue cannot hold the stop; the leases cover whatever is left.
         """
         if self._task is None:
             return
         self._stopping = True
         self._wake.set()
-        await asyncio.wait({self._task}, timeout=self.lease.total_seconds())
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            await self.relay_due()
+        try:
+            async with asyncio.timeout(STOP_SECONDS):
+                await asyncio.wait({self._task})
+                await self.relay_due()
+        except Exception:
+            logger.warning("outbox_relay_stop_incomplete", exc_info=True)
+        finally:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
