@@ -66,22 +66,29 @@ class Rule:
 
 def _rules(settings: Settings) -> dict[str, Rule]:
     login = "Too many login attempts."
-    return {
-        rule.name: rule
-        for rule in (
-            Rule("default", parse(settings.rate_limit_default), "Too many requests.", exact=False),
-            Rule("login_ip", parse(settings.rate_limit_login_per_ip), login, True, True),
-            Rule("login_account", parse(settings.rate_limit_login_per_account), login, True, True),
-            Rule(
-                "registration_ip",
-                parse(settings.rate_limit_registration_per_ip),
-                "Too many registrations from this address.",
-                True,
-                True,
-            ),
-            Rule("orders_user", parse(settings.rate_limit_orders_per_user), "Too many orders."),
-        )
-    }
+    rules = (
+        Rule("default", parse(settings.rate_limit_default), "Too many requests.", exact=False),
+        Rule(
+            "login_ip",
+            parse(settings.rate_limit_login_per_ip),
+            login,
+            in_process_fallback=True,
+        ),
+        Rule(
+            "login_account",
+            parse(settings.rate_limit_login_per_account),
+            login,
+            in_process_fallback=True,
+        ),
+        Rule(
+            "registration_ip",
+            parse(settings.rate_limit_registration_per_ip),
+            "Too many registrations from this address.",
+            in_process_fallback=True,
+        ),
+        Rule("orders_user", parse(settings.rate_limit_orders_per_user), "Too many orders."),
+    )
+    return {rule.name: rule for rule in rules}
 
 
 class _Counting:
