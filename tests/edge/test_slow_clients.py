@@ -4,6 +4,8 @@ kept-alive connection; a late one is answered 408 and closed, counted, and nobod
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx2
 import pytest
@@ -94,19 +96,28 @@ async def test_a_head_trickling_in_gets_408_and_a_close_while_others_are_served(
     assert value(await scrape(shop.client), TIMEOUTS) == before + 1
 
 
+@asynccontextmanager
+async def kept_alive(
+    shop: LiveShop,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A connection that has had one request answered and is kept alive for the next."""
+    reader, writer = await asyncio.open_connection(*address(shop))
+    try:
+        writer.write(PROMPT_REQUEST)
+        assert (await read_one_response(reader)).status_code == 200
+        yield reader, writer
+    finally:
+        writer.close()
+
+
 async def test_a_kept_alive_connection_trickling_its_next_head_gets_408(
     shop_with_deadline: LiveShop,
 ) -> None:
     shop = shop_with_deadline
     before = value(await scrape(shop.client), TIMEOUTS)
-    reader, writer = await asyncio.open_connection(*address(shop))
-    try:
-        writer.write(PROMPT_REQUEST)
-        assert (await read_one_response(reader)).status_code == 200
+    async with kept_alive(shop) as (reader, writer):
         # uvicorn's idle timer would be cancelled by the first byte; the head deadline is not.
         sent, answer = await trickle(reader, writer, SLOW_HEAD)
-    finally:
-        writer.close()
     assert sent < len(SLOW_HEAD)
     assert_request_timeout(answer)
     assert value(await scrape(shop.client), TIMEOUTS) == before + 1
@@ -117,10 +128,7 @@ async def test_the_deadline_covers_the_head_only_not_idle_time_nor_the_body(
 ) -> None:
     shop = shop_with_deadline
     before = value(await scrape(shop.client), TIMEOUTS)
-    reader, writer = await asyncio.open_connection(*address(shop))
-    try:
-        writer.write(PROMPT_REQUEST)
-        assert (await read_one_response(reader)).status_code == 200
+    async with kept_alive(shop) as (reader, writer):
         # Idle past the head deadline, inside uvicorn's keep-alive (5 s): the next request is fine.
         await asyncio.sleep(2 * HEAD_TIMEOUT_SECONDS)
         body = b"username=nobody%40example.com&password=wrong"
@@ -133,6 +141,4 @@ async def test_the_deadline_covers_the_head_only_not_idle_time_nor_the_body(
         await asyncio.sleep(2 * HEAD_TIMEOUT_SECONDS)
         writer.write(body)
         assert_problem(await read_one_response(reader), 401, "invalid_credentials")
-    finally:
-        writer.close()
     assert value(await scrape(shop.client), TIMEOUTS) == before
