@@ -76,8 +76,6 @@ class Background:
         if isinstance(self.broker, InMemoryBroker):
             # In-process jobs finish before the database goes; an interrupted one is re-relayed.
             await self.broker.wait_all()
-        # The worker's grace (SHUTDOWN_TIMEOUT_SECONDS) is over: jobs still running go back.
-        await self.runtime.release_running()
         await self.broker.shutdown()
 
 

@@ -95,7 +95,6 @@ class _Counting:
     """A storage with one `limits` strategy per rule."""
 
     def __init__(self, storage: Storage, rules: dict[str, Rule]) -> None:
-        self.storage = storage
         self.limiters: dict[str, RateLimiter] = {
             name: (MovingWindowRateLimiter if rule.exact else SlidingWindowCounterRateLimiter)(
                 storage

@@ -52,18 +52,25 @@ def _hop_address(hop: str) -> str | None:
 def client_address(scope: Scope, proxies: Networks) -> str:
     """The socket peer; behind trusted proxies, the right-most forwarded hop that is not one of
     them (hops further left were written by the client and prove nothing)."""
+    return _resolve_client(scope, proxies)[0]
+
+
+def _resolve_client(scope: Scope, proxies: Networks) -> tuple[str, bool]:
+    """The client's address, and whether an X-Forwarded-For was ignored (an untrusted peer)."""
     peer = scope.get("client")
     address = peer[0] if peer else UNKNOWN_CLIENT
-    if not proxies or not address_in(address, proxies):
-        return address
-    for hop in reversed(_forwarded_for(scope)):
-        forwarded = _hop_address(hop)
-        if forwarded is None:
+    trusted_peer = bool(proxies) and peer is not None and address_in(address, proxies)
+    forwarded = _forwarded_for(scope)
+    if not trusted_peer:
+        return address, bool(forwarded)
+    for hop in reversed(forwarded):
+        hop_address = _hop_address(hop)
+        if hop_address is None:
             break  # written by the client: the proxy to its right is the last address we know
-        address = forwarded
+        address = hop_address
         if not address_in(address, proxies):
             break
-    return address
+    return address, False
 
 
 class RequestRateLimitMiddleware:
@@ -77,9 +84,8 @@ class RequestRateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        address = client_address(scope, self.trusted_proxies)
-        peer = scope.get("client")
-        if _forwarded_for(scope) and not (peer and address_in(peer[0], self.trusted_proxies)):
+        address, forwarded_ignored = _resolve_client(scope, self.trusted_proxies)
+        if forwarded_ignored:
             FORWARDED_IGNORED.inc()
         rate_limits: RateLimits = scope["app"].state.rate_limits
         try:

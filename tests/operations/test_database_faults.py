@@ -73,13 +73,20 @@ async def one_per_endpoint(shop: Shop, customer: Account, product_id: str) -> li
     return [product.status_code, listing.status_code, placed.status_code]
 
 
+async def shop_with_a_product(
+    make_shop: ShopFactory, stock: int
+) -> tuple[Shop, Account, dict[str, Any]]:
+    """A shop, a logged-in customer, and a product with that stock (made by staff)."""
+    shop = await make_shop()
+    staff = await shop.account(Role.STAFF)
+    product = await create_product(shop, staff.headers, stock=stock)
+    return shop, await shop.account(), product
+
+
 async def test_the_first_requests_after_killed_connections_succeed(
     make_shop: ShopFactory, database_url: str
 ) -> None:
-    shop = await make_shop()
-    staff = await shop.account(Role.STAFF)
-    customer = await shop.account()
-    product = await create_product(shop, staff.headers, stock=100)
+    shop, customer, product = await shop_with_a_product(make_shop, stock=100)
     # Concurrent rounds, so the pool holds several connections when they are killed.
     for _ in range(3):
         rounds = [one_per_endpoint(shop, customer, product["id"]) for _ in range(4)]
@@ -128,10 +135,7 @@ def backend_ended_before_the_orders_commit(engine: AsyncEngine) -> Iterator[list
 async def test_a_connection_lost_at_the_orders_commit_costs_one_503_and_the_retry_orders_once(
     make_shop: ShopFactory,
 ) -> None:
-    shop = await make_shop()
-    staff = await shop.account(Role.STAFF)
-    customer = await shop.account()
-    product = await create_product(shop, staff.headers, stock=10)
+    shop, customer, product = await shop_with_a_product(make_shop, stock=10)
     headers = keyed(customer, str(uuid.uuid4()))
     with backend_ended_before_the_orders_commit(shop.app.state.engine) as ended:
         lost = await shop.client.post(ORDERS, json=placement(product["id"]), headers=headers)
@@ -191,10 +195,7 @@ class Traffic:
 async def test_kills_under_traffic_cost_503s_and_no_duplicate_order(
     make_shop: ShopFactory, database_url: str
 ) -> None:
-    shop = await make_shop()
-    staff = await shop.account(Role.STAFF)
-    customer = await shop.account()
-    product = await create_product(shop, staff.headers, stock=1000)
+    shop, customer, product = await shop_with_a_product(make_shop, stock=1000)
     traffic = Traffic(shop, customer, product["id"])
     clients = [asyncio.create_task(traffic.client(PLACEMENTS_PER_CLIENT)) for _ in range(CLIENTS)]
 
