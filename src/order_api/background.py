@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio
 import structlog
@@ -26,6 +27,7 @@ from order_api.notifications.tasks import EmailDelivery
 from order_api.orders.events import ORDER_EVENT_KIND, OrderEventPublisher
 
 logger = structlog.get_logger(__name__)
+HEARTBEAT_SECONDS = 5.0
 
 
 def job_handlers(settings: Settings, pubsub: PubSub) -> dict[str, Handler]:
@@ -91,6 +93,9 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await background.start(queue_required=True)
     logger.info("worker_started", concurrency=concurrency, queue=job_stream(settings))
+    heartbeat = None
+    if settings.worker_heartbeat_file is not None:
+        heartbeat = asyncio.create_task(beat(settings.worker_heartbeat_file, stopping))
     try:
         while not stopping.is_set():
             receiver = Receiver(
@@ -107,12 +112,35 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
                 await _wait_for_queue(redis_client, settings, stopping)
     finally:
         logger.info("worker_stopping")
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         # taskiq only waited out the grace: what still runs is handed back before anything stops.
         await background.runtime.release_running()
         await background.stop()
         await redis_client.aclose()
         await engine.dispose()
     logger.info("worker_stopped")
+
+
+async def beat(path: Path, stopping: asyncio.Event) -> None:
+    """Touch `path` every few seconds from the event loop: a blocked or dead worker goes stale."""
+    try:
+        while not stopping.is_set():
+            try:
+                await asyncio.to_thread(touch, path)
+            except OSError as error:
+                logger.warning("worker_heartbeat_failed", path=str(path), error=repr(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), HEARTBEAT_SECONDS)
+    finally:
+        # A stopped worker is not alive, whatever the file's age says.
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
 
 
 async def _wait_for_queue(

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     job_retry_max_seconds: float = Field(default=900.0, gt=0, le=86400)
     job_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # `order-api worker` touches this file every 5 s: a container health check reads its age.
+    worker_heartbeat_file: Path | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] | None = None
