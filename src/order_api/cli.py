@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import structlog
@@ -26,10 +28,12 @@ from order_api.background import run_worker
 from order_api.config import ConfigError, Settings, describe_validation_error, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
+from order_api.mail_catcher import MailCatcherUnavailable
 from order_api.metrics import MULTIPROC_DIR_VARIABLE, mark_this_process_dead
 from order_api.observability import configure_logging
 from order_api.products.demo import seed_demo_catalogue
 from order_api.serving import uvicorn_options
+from order_api.stack import Stack, StackPlan
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate
@@ -97,7 +101,7 @@ def serve(
                 f"  e-mail:   {FIRST_ADMIN_EMAIL}\n  password: {password}\n"
             )
     logger.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/api/docs")
-    with shared_metrics_directory(workers):
+    with shared_metrics_directory(processes=workers):
         uvicorn.run(
             "order_api.app:create_app_from_env",
             factory=True,
@@ -109,13 +113,13 @@ def serve(
 
 
 @contextmanager
-def shared_metrics_directory(workers: int) -> Iterator[None]:
+def shared_metrics_directory(processes: int) -> Iterator[None]:
     """Several API processes count into one directory, so any of them answers a scrape whole.
 
     Set before uvicorn spawns the workers: each imports the app fresh and reads the variable
     before its first metric exists. An operator's own directory is kept (a worker may share it).
     """
-    if workers == 1 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+    if processes == 1 or os.environ.get(MULTIPROC_DIR_VARIABLE):
         yield
         return
     directory = tempfile.mkdtemp(prefix="order-api-metrics-")
@@ -240,6 +244,50 @@ def worker(
         raise typer.Exit(code=1) from None
     finally:
         mark_this_process_dead()
+
+
+@cli.command()
+def stack(
+    host: Annotated[str, typer.Option(help="Interface the API processes bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="The first API process's port; the others follow.", min=1)
+    ] = 8000,
+    api_processes: Annotated[int, typer.Option(help="API processes.", min=1, max=32)] = 2,
+    worker_processes: Annotated[int, typer.Option(help="Worker processes.", min=0, max=32)] = 1,
+    concurrency: Annotated[int, typer.Option(help="Jobs at once per worker.", min=1)] = 10,
+    mail_catcher: Annotated[
+        bool, typer.Option(help="Catch e-mail locally; off: the SMTP_* settings are used.")
+    ] = True,
+    smtp_port: Annotated[int, typer.Option(help="The mail catcher's SMTP port.", min=1)] = 1025,
+    mail_dir: Annotated[
+        Path | None, typer.Option(help="Where caught e-mail goes (default: DATA_DIR/stack-mail).")
+    ] = None,
+) -> None:
+    """Run the production topology as local processes (PostgreSQL and Redis by URL) until Ctrl-C."""
+    settings = settings_or_exit()
+    if settings.is_sqlite or settings.redis_url is None:
+        typer.echo("order-api: the stack needs DATABASE_URL=postgresql://… and REDIS_URL", err=True)
+        raise typer.Exit(code=2)
+    if port + api_processes - 1 > 65535:
+        typer.echo(f"order-api: {api_processes} API ports from {port} pass 65535", err=True)
+        raise typer.Exit(code=2)
+    upgrade_or_exit(settings)
+    plan = StackPlan(
+        host=host,
+        first_port=port,
+        api_processes=api_processes,
+        worker_processes=worker_processes,
+        worker_concurrency=concurrency,
+        mail_catcher=("127.0.0.1", smtp_port) if mail_catcher else None,
+        mail_directory=mail_dir or settings.data_dir / "stack-mail",
+        stop_grace_seconds=settings.shutdown_timeout_seconds,
+    )
+    with shared_metrics_directory(processes=api_processes + worker_processes):
+        try:
+            asyncio.run(Stack(plan, sys.stdout.buffer).run(plan.children()))
+        except MailCatcherUnavailable as error:
+            typer.echo(f"order-api: {error}", err=True)
+            raise typer.Exit(code=1) from None
 
 
 jobs_cli = typer.Typer(help="Inspect and repair background jobs.", no_args_is_help=True)

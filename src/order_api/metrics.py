@@ -99,10 +99,10 @@ async def metrics(request: Request) -> Response:
     return Response(body, headers={"content-type": content_type})
 
 
-def mark_this_process_dead() -> None:
-    """Drop this process's live-gauge files, so a stopped process stops counting in sums."""
+def mark_this_process_dead(pid: int | None = None) -> None:
+    """Drop this (or a child's) live-gauge files, so a stopped process stops counting in sums."""
     if os.environ.get(MULTIPROC_DIR_VARIABLE):
-        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
 
 class _PoolUsage:

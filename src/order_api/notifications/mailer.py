@@ -60,15 +60,17 @@ class FileMailer:
         self.directory = directory
 
     async def send(self, message: EmailMessage, name: str) -> None:
-        await asyncio.to_thread(self._write, message.as_bytes(), name)
+        await asyncio.to_thread(write_message_file, self.directory, message.as_bytes(), name)
 
-    def _write(self, content: bytes, name: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader never sees half a message and a rerun replaces it whole.
-        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-        Path(temporary).replace(self.directory / f"{name}.eml")
+
+def write_message_file(directory: Path, content: bytes, name: str) -> Path:
+    """`directory/name.eml`, written then renamed: a reader never sees half a message."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(handle, "wb") as file:
+        file.write(content)
+    # A rerun with the same name replaces the message whole.
+    return Path(temporary).replace(directory / f"{name}.eml")
 
 
 def create_mailer(settings: Settings) -> Mailer:

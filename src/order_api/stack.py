@@ -1,0 +1,194 @@
+"""`order-api stack`: the production topology as local processes, without containers.
+
+N API processes on consecutive ports, M workers and a mail catcher, on the PostgreSQL and Redis
+the settings name. Each child's output comes out prefixed with its name; a child that exits is
+started again after a growing delay (as `restart: unless-stopped` would); SIGINT or SIGTERM stops
+them all, gracefully, then by force after the grace. Written by hand: honcho and its kin neither
+restart a dead child nor give one the stop grace the API and the worker need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from order_api.mail_catcher import start_mail_catcher
+from order_api.metrics import mark_this_process_dead
+
+logger = structlog.get_logger("order_api.stack")
+
+FIRST_RESTART_DELAY_SECONDS = 1.0
+LONGEST_RESTART_DELAY_SECONDS = 30.0
+# A child that ran this long before exiting is restarted after the first delay again.
+STEADY_RUN_SECONDS = 30.0
+# Beyond the children's own stop grace: interpreter exit, files, sockets.
+STOP_MARGIN_SECONDS = 10.0
+OUTPUT_LINE_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    host: str
+    first_port: int
+    api_processes: int
+    worker_processes: int
+    worker_concurrency: int
+    # Where the mail catcher listens and writes; None: the children use the SMTP settings as set.
+    mail_catcher: tuple[str, int] | None
+    mail_directory: Path
+    stop_grace_seconds: float
+
+    def api_urls(self) -> list[str]:
+        return [f"http://{self.host}:{self.first_port + i}" for i in range(self.api_processes)]
+
+    def children(self) -> list[Child]:
+        ports = range(self.first_port, self.first_port + self.api_processes)
+        apis = [
+            Child(
+                f"api-{i + 1}", order_api_command("serve", "--host", self.host, "--port", str(port))
+            )
+            for i, port in enumerate(ports)
+        ]
+        worker = order_api_command("worker", "--concurrency", str(self.worker_concurrency))
+        workers = [Child(f"worker-{i + 1}", worker) for i in range(self.worker_processes)]
+        return apis + workers
+
+    def child_environment(self) -> dict[str, str]:
+        environment = dict(os.environ)
+        if self.mail_catcher is not None:
+            host, port = self.mail_catcher
+            environment |= {"SMTP_HOST": host, "SMTP_PORT": str(port), "SMTP_TLS": "none"}
+            environment.pop("SMTP_USERNAME", None)
+            environment.pop("SMTP_PASSWORD", None)
+        return environment
+
+
+def order_api_command(*arguments: str) -> list[str]:
+    """`order-api …` with this interpreter, whether or not the script is on PATH."""
+    return [sys.executable, "-m", "order_api", *arguments]
+
+
+@dataclass
+class Child:
+    name: str
+    command: list[str]
+    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+
+@dataclass
+class Stack:
+    plan: StackPlan
+    output: IO[bytes]
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    forced: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, children: list[Child]) -> None:
+        """Until SIGINT or SIGTERM; a second signal kills the children at once."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.on_stop_signal)
+        catcher = mail = None
+        if self.plan.mail_catcher is not None:
+            host, port = self.plan.mail_catcher
+            catcher = await start_mail_catcher(host, port, self.plan.mail_directory)
+            mail = {"smtp": f"{host}:{port}", "directory": str(self.plan.mail_directory)}
+        logger.info(
+            "stack_starting",
+            api=self.plan.api_urls(),
+            workers=self.plan.worker_processes,
+            mail_catcher=mail,
+        )
+        try:
+            await asyncio.gather(*(self.keep_running(child) for child in children))
+        finally:
+            if catcher is not None:
+                catcher.close()
+                await catcher.wait_closed()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        logger.info("stack_stopped")
+
+    def on_stop_signal(self) -> None:
+        if self.stopping.is_set():
+            self.forced.set()
+            return
+        logger.info("stack_stopping", grace_seconds=self.plan.stop_grace_seconds)
+        self.stopping.set()
+
+    async def keep_running(self, child: Child) -> None:
+        """Start `child`, and start it again whenever it exits, until the stack stops."""
+        delay = FIRST_RESTART_DELAY_SECONDS
+        environment = self.plan.child_environment()
+        while not self.stopping.is_set():
+            started = asyncio.get_running_loop().time()
+            code = await self.run_once(child, environment)
+            if self.stopping.is_set():
+                logger.info("stack_process_stopped", name=child.name, code=code)
+                return
+            if asyncio.get_running_loop().time() - started >= STEADY_RUN_SECONDS:
+                delay = FIRST_RESTART_DELAY_SECONDS
+            logger.warning("stack_process_exited", name=child.name, code=code, restart_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            delay = min(delay * 2, LONGEST_RESTART_DELAY_SECONDS)
+
+    async def run_once(self, child: Child, environment: dict[str, str]) -> int:
+        process = await asyncio.create_subprocess_exec(
+            *child.command,
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=OUTPUT_LINE_LIMIT,
+        )
+        child.process = process
+        logger.info("stack_process_started", name=child.name, pid=process.pid)
+        copying = asyncio.create_task(self.copy_output(child.name, process))
+        waiting = asyncio.create_task(process.wait())
+        stop_requested = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait([waiting, stop_requested], return_when=asyncio.FIRST_COMPLETED)
+        stop_requested.cancel()
+        if not waiting.done():
+            await self.stop(child, waiting)
+        await copying
+        # A killed child cannot drop its own live gauges from the shared metrics directory.
+        mark_this_process_dead(process.pid)
+        return await waiting
+
+    async def stop(self, child: Child, waiting: asyncio.Task[int]) -> None:
+        child.signal(signal.SIGTERM)
+        forced = asyncio.create_task(self.forced.wait())
+        grace = self.plan.stop_grace_seconds + STOP_MARGIN_SECONDS
+        await asyncio.wait([waiting, forced], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if not waiting.done():
+            logger.warning("stack_process_killed", name=child.name)
+            child.signal(signal.SIGKILL)
+            await waiting
+
+    async def copy_output(self, name: str, process: asyncio.subprocess.Process) -> None:
+        """Each line of the child's output, prefixed with its name, as `docker compose` does."""
+        assert process.stdout is not None
+        prefix = f"{name:<9}| ".encode()
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # over the reader's limit: asyncio has dropped it
+                line = b"(a line over 1 MiB was left out)\n"
+            if not line:
+                return
+            self.output.write(prefix + line)
+            self.output.flush()

@@ -1,0 +1,196 @@
+"""The main story, end to end, through `order-api stack` on the real PostgreSQL and Redis.
+
+Two API processes, a worker and the mail catcher run as an operator starts them. The test speaks
+only HTTP and WebSocket to the API processes and reads what the mail catcher received by SMTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx2
+from websockets.asyncio.client import ClientConnection
+
+from tests.accounts import PASSWORD, bearer, new_email
+from tests.mailbox import written
+from tests.operations.stack_run import RunningStack, running_stack
+from tests.processes import ADMIN, empty_database, production_env
+from tests.stream.test_two_processes import log_in, register, transition
+from tests.streams import next_event, open_stream
+from tests.test_cli import run
+from tests.waiting import wait_until
+
+# A killed worker's job is taken back after one lease: seconds here, a minute by default.
+FAST_RECOVERY = {
+    "JOB_LEASE_SECONDS": "3",
+    "JOB_RETRY_BASE_SECONDS": "0.2",
+    "JOB_RETRY_MAX_SECONDS": "1",
+    "OUTBOX_POLL_SECONDS": "0.2",
+}
+RECOVERY_WAIT_SECONDS = 60.0  # a bound on waiting, not a speed claim
+Transition = tuple[str, str | None, str]
+
+
+def mail_to(stack: RunningStack, address: str) -> list[EmailMessage]:
+    return [message for message in written(stack.mail_dir) if message["To"] == address]
+
+
+async def arrived(stack: RunningStack, address: str, subject_part: str) -> None:
+    """Wait until a message to `address` whose subject holds `subject_part` was caught."""
+
+    def caught() -> bool:
+        return any(subject_part in message["Subject"] for message in mail_to(stack, address))
+
+    await wait_until(caught, f"an e-mail to {address} about {subject_part!r}")
+
+
+async def test_the_main_story_through_two_api_processes_and_a_worker_that_dies(
+    tmp_path: Path, postgres_database: str, redis_url: str, redis_prefix: str
+) -> None:
+    heartbeat = tmp_path / "worker.heartbeat"
+    env = production_env(
+        postgres_database,
+        redis_url,
+        redis_prefix,
+        WORKER_HEARTBEAT_FILE=str(heartbeat),
+        **FAST_RECOVERY,
+    )
+    try:
+        with running_stack(tmp_path, **env) as stack:
+            created = run(
+                ["create-admin", "--email", ADMIN[0], "--password", ADMIN[1]], tmp_path, **env
+            )
+            assert created.returncode == 0, created.stderr
+            first, second = stack.urls
+            async with (
+                httpx2.AsyncClient(base_url=first, timeout=60) as one,
+                httpx2.AsyncClient(base_url=second, timeout=60) as two,
+            ):
+                await walk_the_story(stack, one, two)
+            # What the worker container's health check runs.
+            probe = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "order_api.probe", "--heartbeat", str(heartbeat)
+            )
+            assert await probe.wait() == 0
+            assert stack.interrupt() == 0
+            assert not heartbeat.exists()
+            assert stack.supervisor_events("stack_stopped")
+            assert "Application shutdown complete." in stack.child_output("api-2")
+            assert "worker_stopped" in stack.child_output("worker-1")
+    finally:
+        await empty_database(postgres_database, tmp_path)
+
+
+async def walk_the_story(
+    stack: RunningStack, one: httpx2.AsyncClient, two: httpx2.AsyncClient
+) -> None:
+    admin = await log_in(one, *ADMIN)
+    staff = await register(one, admin, role="staff")
+    kettle = await one.post(
+        "/api/v1/products",
+        json={"name": "Kettle", "price_cents": 2500, "stock": 5},
+        headers=bearer(staff.token),
+    )
+    assert kettle.status_code == 201, kettle.text
+
+    # Register on one process; the welcome e-mail comes through the worker and real SMTP.
+    email = new_email("customer")
+    body = {"email": email, "password": PASSWORD, "full_name": "Ada Lovelace"}
+    registered = await one.post("/api/v1/users", json=body)
+    assert registered.status_code == 201, registered.text
+    customer_id = registered.json()["id"]
+    await arrived(stack, email, "Welcome, Ada Lovelace")
+    customer = await log_in(two, email)
+
+    # Browse on the other process, then order with a key and retry it there.
+    listed = await two.get("/api/v1/products", params={"q": "Kettle"})
+    assert [p["id"] for p in listed.json()["items"]] == [kettle.json()["id"]]
+    order_body = {
+        "items": [{"product_id": kettle.json()["id"], "quantity": 2}],
+        "payment_method_id": "pm_1",
+    }
+    key = {"Idempotency-Key": "story-order-1", **bearer(customer)}
+    placed = await one.post("/api/v1/orders", json=order_body, headers=key)
+    assert placed.status_code == 201, placed.text
+    retried = await two.post("/api/v1/orders", json=order_body, headers=key)
+    assert (retried.status_code, retried.json()) == (201, placed.json())
+    assert retried.headers["idempotent-replayed"] == "true"
+    order_id = placed.json()["id"]
+    mine = await two.get("/api/v1/orders", headers=bearer(customer))
+    assert [o["id"] for o in mine.json()["items"]] == [order_id]
+    await arrived(stack, email, "is confirmed")
+
+    # The customer watches on the second process while staff moves the order on the first.
+    watch = second_ws(stack) + f"/api/v1/orders/ws/{customer_id}?token={customer}"
+    async with open_stream(watch) as websocket:
+        for status in ("PAID", "SHIPPED"):
+            await move(one, staff.token, order_id, status)
+            assert transition(await next_event(websocket))[2] == status
+            await arrived(stack, email, f"is now {status}")
+
+        # The worker dies right after a change it has to deliver; more work queues meanwhile.
+        await move(one, staff.token, order_id, "DELIVERED")
+        (worker,) = stack.pids("worker-1")
+        os.kill(worker, signal.SIGKILL)
+        second_key = {"Idempotency-Key": "story-order-2", **bearer(customer)}
+        later = await two.post("/api/v1/orders", json=order_body, headers=second_key)
+        assert later.status_code == 201, later.text
+        await wait_until(
+            lambda: len(stack.pids("worker-1")) == 2, "the stack to restart the worker"
+        )
+
+        # After the restart, nothing is lost: the live events, and every e-mail.
+        wanted = {(order_id, "SHIPPED", "DELIVERED"), (later.json()["id"], None, "PENDING")}
+        events = Counter(await events_until(websocket, wanted))
+        assert all(events[event] == 1 for event in wanted), events
+        await wait_until(lambda: len(distinct(mail_to(stack, email))) >= 6, "every e-mail")
+
+    history = await two.get(f"/api/v1/orders/{order_id}/events", headers=bearer(customer))
+    assert [(e["from_status"], e["to_status"]) for e in history.json()] == [
+        (None, "PENDING"),
+        ("PENDING", "PAID"),
+        ("PAID", "SHIPPED"),
+        ("SHIPPED", "DELIVERED"),
+    ]
+    kinds = Counter(kind_of(message) for message in distinct(mail_to(stack, email)))
+    assert kinds == {"welcome": 1, "confirmed": 2, "PAID": 1, "SHIPPED": 1, "DELIVERED": 1}
+
+
+def distinct(messages: list[EmailMessage]) -> list[EmailMessage]:
+    """A redelivered e-mail keeps its Message-ID: distinct ids are distinct e-mails."""
+    return list({message["Message-ID"]: message for message in messages}.values())
+
+
+async def events_until(websocket: ClientConnection, wanted: set[Transition]) -> list[Transition]:
+    """Events until every one `wanted` came; bounded as a whole (a restart and a lease first)."""
+    events: list[Transition] = []
+    async with asyncio.timeout(RECOVERY_WAIT_SECONDS):
+        while not wanted <= set(events):
+            events.append(transition(await next_event(websocket)))
+    return events
+
+
+def second_ws(stack: RunningStack) -> str:
+    return stack.urls[1].replace("http://", "ws://", 1)
+
+
+async def move(client: httpx2.AsyncClient, token: str, order_id: str, status: str) -> None:
+    moved = await client.post(
+        f"/api/v1/orders/{order_id}/status", json={"status": status}, headers=bearer(token)
+    )
+    assert moved.status_code == 200, moved.text
+
+
+def kind_of(message: EmailMessage) -> str:
+    subject = str(message["Subject"])
+    if subject.startswith("Welcome"):
+        return "welcome"
+    if subject.endswith("is confirmed"):
+        return "confirmed"
+    return subject.rsplit(" ", 1)[-1]
