@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import httpx2
+import pytest
 
-from tests.test_cli import ORDER_API, command_env, run, running_server
+from tests.test_cli import invoke, run, running_server
 
 ADMIN_PASSWORD = "an admin passphrase 42"
 
@@ -56,51 +56,50 @@ def test_create_admin_without_prompts(tmp_path: Path) -> None:
     assert "password:" not in server.stdout  # an admin exists, so none is generated
 
 
-def test_create_admin_prompts_for_what_is_missing(tmp_path: Path) -> None:
+def test_create_admin_prompts_for_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     answers = f"ops@example.com\n{ADMIN_PASSWORD}\n{ADMIN_PASSWORD}\n"
-    result = subprocess.run(
-        [ORDER_API, "create-admin"],
-        cwd=tmp_path,
-        env=command_env(tmp_path),
-        input=answers,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = invoke(["create-admin"], tmp_path, monkeypatch, answers=answers)
+    assert result.exit_code == 0, result.stderr
     assert "admin ops@example.com created" in result.stdout
     assert ADMIN_PASSWORD not in result.stdout
 
 
-def test_create_admin_refuses_a_weak_password_in_one_line(tmp_path: Path) -> None:
-    result = run(["create-admin", "--email", "a@example.com", "--password", "short"], tmp_path)
-    assert result.returncode == 2
+def test_create_admin_refuses_a_weak_password_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["create-admin", "--email", "a@example.com", "--password"]
+    result = invoke([*args, "short"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
     assert result.stderr.count("\n") == 1
     assert "PASSWORD" in result.stderr
-    common = run(
-        ["create-admin", "--email", "a@example.com", "--password", "123qweasdzxc"], tmp_path
-    )
-    assert common.returncode == 2
+    common = invoke([*args, "123qweasdzxc"], tmp_path, monkeypatch)
+    assert common.exit_code == 2
     assert "common" in common.stderr
 
 
-def test_create_admin_refuses_an_existing_email(tmp_path: Path) -> None:
+def test_create_admin_refuses_an_existing_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = ["create-admin", "--email", "dup@example.com", "--password", ADMIN_PASSWORD]
-    assert run(args, tmp_path).returncode == 0
-    again = run(args, tmp_path)
-    assert again.returncode == 1
+    assert invoke(args, tmp_path, monkeypatch).exit_code == 0
+    again = invoke(args, tmp_path, monkeypatch)
+    assert again.exit_code == 1
     refusal = again.stderr.strip().splitlines()[-1]  # after the migration check's log lines
     assert refusal == "order-api: an account with the e-mail dup@example.com already exists"
 
 
-def test_create_admin_against_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    result = run(
+def test_create_admin_against_an_unreachable_database_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = invoke(
         ["create-admin", "--email", "a@example.com", "--password", ADMIN_PASSWORD],
         tmp_path,
+        monkeypatch,
         DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
         SECRET_KEY="k" * 48,
     )
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr.startswith("order-api: cannot create the admin:")
     assert result.stderr.count("\n") == 1

@@ -18,10 +18,13 @@ from pathlib import Path
 import httpx2
 import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner, Result
 
+from order_api.cli import cli
 from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage, OutboxStatus
+from order_api.observability import configure_logging
 from tests.support import TEST_SECRET_KEY, make_settings
 
 ORDER_API = str(Path(sys.executable).parent / "order-api")
@@ -65,36 +68,56 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "serve",
-        "migrate",
-        "openapi",
-        "worker",
-        "jobs",
-        "jobs retry-failed",
-        "create-admin",
-        "seed-demo",
-    ],
-)
-def test_every_command_answers_help(tmp_path: Path, command: str) -> None:
-    result = run([*command.split(), "--help"], tmp_path)
-    assert result.returncode == 0, result.stderr
+COMMANDS = {
+    "serve": ["--host", "--port", "--workers"],
+    "migrate": [],
+    "openapi": [],
+    "worker": ["--concurrency"],
+    "stack": ["--port", "--api-processes", "--worker-processes", "--smtp-port", "--mail-dir"],
+    "jobs": [],
+    "jobs retry-failed": [],
+    "create-admin": ["--email", "--password"],
+    "seed-demo": [],
+}
+
+
+def invoke(
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answers: str | None = None,
+    **env: str,
+) -> Result:
+    """A command in this process (no interpreter start-up), with `run`'s working directory and
+    settings: for what needs no process of its own, such as help and refusals at start."""
+    monkeypatch.chdir(tmp_path)
+    cleared: dict[str, str | None] = {name.upper(): None for name in SETTING_NAMES}
+    # Wide enough that no option name in the help is cut short.
+    settings = {**cleared, "DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200", **env}
+    try:
+        return CliRunner().invoke(cli, args, input=answers, env=settings, prog_name="order-api")
+    finally:
+        # The command's log handler wrote to the runner's stream, which is closed now.
+        configure_logging("INFO", "json")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_help(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    result = invoke([*command.split(), "--help"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.stderr
     assert f"Usage: order-api {command}" in result.stdout
+    for option in COMMANDS[command]:
+        assert option in result.stdout
     assert not (tmp_path / "data").exists()
 
 
-def test_root_help_lists_the_commands(tmp_path: Path) -> None:
+def test_the_installed_command_lists_every_command(tmp_path: Path) -> None:
     result = run(["--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     listed = re.findall(r"^│ (\w[\w-]*)\s", result.stdout, flags=re.MULTILINE)
-    commands = {"serve", "migrate", "openapi", "worker", "jobs", "create-admin", "seed-demo"}
-    assert commands <= set(listed)
-
-
-def test_worker_options_are_documented(tmp_path: Path) -> None:
-    assert "--concurrency" in run(["worker", "--help"], tmp_path).stdout
+    assert {command.split()[0] for command in COMMANDS} <= set(listed)
 
 
 def test_worker_needs_redis(tmp_path: Path) -> None:
@@ -136,12 +159,6 @@ async def test_jobs_retry_failed_requeues_failed_rows(tmp_path: Path) -> None:
         await engine.dispose()
 
 
-def test_serve_options_are_documented(tmp_path: Path) -> None:
-    result = run(["serve", "--help"], tmp_path)
-    for option in ("--host", "--port", "--workers"):
-        assert option in result.stdout
-
-
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -152,15 +169,23 @@ def test_serve_options_are_documented(tmp_path: Path) -> None:
         ({"SECRET_KEY": "k" * 48, "ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS"),
     ],
 )
-def test_production_refuses_to_start_before_opening_the_port(
-    tmp_path: Path, env: dict[str, str], named: str
+def test_production_refuses_an_unsafe_setting_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
 ) -> None:
-    port = free_port()
-    result = run(["serve", "--port", str(port)], tmp_path, ENVIRONMENT="production", **env)
-    assert result.returncode == 2
+    result = invoke(["serve"], tmp_path, monkeypatch, ENVIRONMENT="production", **env)
+    assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("order-api: refusing to start:")
     assert named in line
+
+
+def test_production_refuses_to_start_before_opening_the_port(tmp_path: Path) -> None:
+    port = free_port()
+    result = run(["serve", "--port", str(port)], tmp_path, ENVIRONMENT="production")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("order-api: refusing to start:")
+    assert "SECRET_KEY" in line
     assert "Traceback" not in result.stderr
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0

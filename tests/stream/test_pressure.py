@@ -9,6 +9,7 @@ import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from order_api.orders.events import ORDERS_CHANNEL
@@ -81,6 +82,8 @@ async def test_a_client_that_never_reads_is_closed_1013_and_delays_no_one(
     assert 0 < len(frames) < published  # it got what fit in the buffers, then the close
 
 
+# A socket-level case: the database plays no part, so one back-end is enough.
+@pytest.mark.only_backend("sqlite")
 async def test_a_client_that_never_reads_anything_is_let_go(
     make_live_shop: LiveShopFactory,
 ) -> None:
@@ -137,6 +140,8 @@ async def open_admitted(url: str, stack: AsyncExitStack) -> ClientConnection:
     return await stack.enter_async_context(open_stream(url, open_timeout=STORM_OPEN_SECONDS))
 
 
+# Admissions queue on the pool as in production; the socket side is the same on either back-end.
+@pytest.mark.only_backend("postgresql")
 async def test_a_thousand_sockets_opened_at_once(make_live_shop: LiveShopFactory) -> None:
     # Admissions queue for the pool's 10 connections; on a loaded CI machine the default 5 s wait
     # could answer some with 1013 (retry later), which is right but not what this test counts.
