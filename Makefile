@@ -4,12 +4,17 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
-.PHONY: run test lint typecheck pytest sync services
+.PHONY: run test lint typecheck pytest sync services stack
 
 run: sync
 	$(RUN) order-api serve --host 127.0.0.1 --port 8000
 
 test: sync services lint typecheck pytest
+
+# The production topology without containers: DATABASE_URL, REDIS_URL and SECRET_KEY from the
+# environment or .env; two API processes from port 8000, a worker, a mail catcher on 1025.
+stack: sync
+	$(RUN) order-api stack $(STACK_OPTIONS)
 
 lint: sync
 	$(RUN) ruff check .
@@ -27,6 +32,7 @@ sync: $(UV)
 services:
 	@bash scripts/start-test-services.sh
 	@bash scripts/install-browser.sh
+	@bash scripts/install-compose.sh
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools

@@ -1,0 +1,299 @@
+"""The container image and the compose stack, checked without a container engine.
+
+hadolint lints the Dockerfile, Debian's docker-compose validates compose.yaml against the compose
+schema, PyYAML reads what the issue requires of the stack, and the runtime virtualenv is built
+the Dockerfile's way into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from order_api.config import Settings
+from tests.support import IN_CI
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "compose.yaml"
+DOCKERFILE = REPO / "Dockerfile"
+CADDYFILE = REPO / "deploy" / "Caddyfile"
+ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
+DOCKER_COMPOSE = Path("/usr/bin/docker-compose")
+HADOLINT = Path(sys.executable).parent / "hadolint"
+VENV_PATH = "/opt/venv"
+HEALTHY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
+APP_SERVICES = ("api", "worker")
+DEV_DISTRIBUTIONS = ("pytest", "mypy", "ruff", "aiosmtpd", "selenium", "hadolint", "coverage")
+TOOL_TIMEOUT_SECONDS = 120
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def services() -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose()["services"]
+    return found
+
+
+def env_file_name() -> str:
+    """The one env file every app service reads, relative to the repository."""
+    names = {str(services()[name]["env_file"]) for name in (*APP_SERVICES, "migrate")}
+    assert len(names) == 1, names
+    return names.pop()
+
+
+def seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)s", duration)
+    assert match, f"write durations in whole seconds ('30s'), not {duration!r}"
+    return float(match[1])
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines())
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2 and not pair[0].startswith("#")}
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuation lines joined), one list per FROM."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(stripped)
+    return stages
+
+
+def require_tool(path: Path, how_to_install: str) -> None:
+    if not path.exists():
+        reason = f"{path} is missing ({how_to_install})"
+        if IN_CI:
+            pytest.fail(f"CI=true requires it: {reason}")
+        pytest.skip(reason)
+
+
+def test_dockerfile_has_no_hadolint_findings() -> None:
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", str(DOCKERFILE)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_runtime_stage_is_non_root_with_curl_free_healthcheck_and_only_the_venv() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage: a build stage and a runtime stage"
+    runtime = stages[-1]
+    users = [line.split()[1] for line in runtime if line.upper().startswith("USER ")]
+    assert users, "the runtime stage sets a USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    healthchecks = [line for line in runtime if line.upper().startswith("HEALTHCHECK ")]
+    assert len(healthchecks) == 1
+    assert "order_api.probe" in healthchecks[0]
+    assert not re.search(r"\b(curl|wget)\b", healthchecks[0])
+    copies = [line for line in runtime if line.upper().startswith(("COPY ", "ADD "))]
+    assert copies == [f"COPY --from=build {VENV_PATH} {VENV_PATH}"]
+    assert any(line.startswith("ENV PATH=/opt/venv/bin:") for line in runtime)
+
+
+def test_every_service_has_a_healthcheck_or_is_a_one_shot_others_wait_for() -> None:
+    one_shots = {
+        dependency
+        for service in services().values()
+        for dependency, spec in service.get("depends_on", {}).items()
+        if spec["condition"] == "service_completed_successfully"
+    }
+    assert one_shots == {"migrate"}
+    for name, service in services().items():
+        healthcheck = service.get("healthcheck")
+        assert healthcheck, f"{name} has no healthcheck"
+        if name in one_shots:
+            assert healthcheck == {"disable": True}, name
+            assert service["restart"] == "no"
+        else:
+            assert healthcheck["test"][0] == "CMD", name
+            assert service["restart"] == "unless-stopped", name
+
+
+def test_dependencies_wait_for_health_or_completion() -> None:
+    for name, service in services().items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            assert dependency in services(), f"{name} depends on unknown {dependency}"
+            assert spec["condition"] in HEALTHY_CONDITIONS, (name, dependency)
+    for name in APP_SERVICES:
+        depends_on = services()[name]["depends_on"]
+        assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+        assert depends_on["postgres"]["condition"] == "service_healthy"
+        assert depends_on["redis"]["condition"] == "service_healthy"
+
+
+def test_exactly_two_api_replicas_serve_behind_the_proxy() -> None:
+    serving = [
+        name for name, service in services().items() if "serve" in service.get("command", [])
+    ]
+    assert serving == ["api"]
+    assert services()["api"]["deploy"]["replicas"] == 2
+    assert services()["proxy"]["depends_on"]["api"]["condition"] == "service_healthy"
+    caddyfile = CADDYFILE.read_text(encoding="utf-8")
+    assert re.search(r"dynamic a api 8000\b", caddyfile), "the proxy must follow every replica"
+    assert re.search(r"@metrics path /metrics\b.*\n\s*respond @metrics 404", caddyfile)
+
+
+def test_only_the_proxy_and_the_loopback_mail_ui_publish_ports() -> None:
+    published = {
+        name: service["ports"] for name, service in services().items() if "ports" in service
+    }
+    assert set(published) == {"proxy", "mailpit"}
+    assert all(port.startswith("127.0.0.1:") for port in published["mailpit"])
+
+
+def test_the_api_trusts_exactly_the_proxys_fixed_address() -> None:
+    subnets = [
+        ip_network(entry["subnet"]) for entry in compose()["networks"]["backend"]["ipam"]["config"]
+    ]
+    proxy_address = ip_address(services()["proxy"]["networks"]["backend"]["ipv4_address"])
+    assert any(proxy_address in subnet for subnet in subnets)
+    for name in (*APP_SERVICES, "migrate"):
+        environment = services()[name]["environment"]
+        assert environment["TRUSTED_PROXIES"] == f"{proxy_address}/32", name
+
+
+def test_api_and_worker_get_longer_to_stop_than_the_app_takes() -> None:
+    for name in APP_SERVICES:
+        service = services()[name]
+        shutdown = float(service["environment"]["SHUTDOWN_TIMEOUT_SECONDS"])
+        assert seconds(service["stop_grace_period"]) > shutdown, name
+
+
+def test_worker_health_is_its_heartbeat_file() -> None:
+    worker = services()["worker"]
+    heartbeat = worker["environment"]["WORKER_HEARTBEAT_FILE"]
+    test = worker["healthcheck"]["test"]
+    assert test[test.index("--heartbeat") + 1] == heartbeat
+
+
+def test_the_secrets_file_is_ignored_by_git_and_not_committed() -> None:
+    name = env_file_name()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", name], cwd=REPO, check=False
+    )
+    assert ignored.returncode == 0, f"{name} must be in .gitignore"
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", name], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout == ""
+    assert (REPO / f"{name}.example").is_file()
+
+
+def test_the_examples_secret_key_is_refused_in_production() -> None:
+    example = read_env_file(ENV_EXAMPLE)
+    assert set(example) >= {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"}
+    assert example["POSTGRES_PASSWORD"] == "", "PostgreSQL then refuses to start unedited"
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(
+            _env_file=None, environment="production", secret_key=SecretStr(example["SECRET_KEY"])
+        )
+
+
+def generated_env_file(directory: Path) -> None:
+    password = secrets.token_hex(16)
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "POSTGRES_PASSWORD": password,
+        "DATABASE_URL": f"postgresql://order_api:{password}@postgres:5432/order_api",
+    }
+    text = "".join(f"{key}={value}\n" for key, value in values.items())
+    (directory / env_file_name()).write_text(text, encoding="utf-8")
+
+
+def compose_config(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DOCKER_COMPOSE), "--file", "compose.yaml", "config"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_SECONDS,
+        check=False,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": "order-api-check"},
+    )
+
+
+def test_docker_compose_validates_the_stack_and_rejects_a_broken_copy(tmp_path: Path) -> None:
+    require_tool(DOCKER_COMPOSE, "scripts/install-compose.sh installs it")
+    shutil.copy(COMPOSE_FILE, tmp_path / "compose.yaml")
+    shutil.copytree(REPO / "deploy", tmp_path / "deploy")
+    generated_env_file(tmp_path)
+
+    result = compose_config(tmp_path)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)["services"]
+    assert resolved["api"]["environment"]["ENVIRONMENT"] == "production"
+    assert len(resolved["worker"]["environment"]["SECRET_KEY"]) >= 32
+
+    broken = COMPOSE_FILE.read_text(encoding="utf-8").replace(
+        "service_completed_successfully", "service_completed", 1
+    )
+    (tmp_path / "compose.yaml").write_text(broken, encoding="utf-8")
+    rejected = compose_config(tmp_path)
+    assert rejected.returncode != 0
+    assert "service_completed" in rejected.stderr
+
+
+def uv_binary() -> Path:
+    on_path = shutil.which("uv")
+    return Path(on_path) if on_path else REPO / ".tools" / "bin" / "uv"
+
+
+def test_runtime_venv_has_no_dev_tools_and_runs(tmp_path: Path) -> None:
+    uv = uv_binary()
+    require_tool(uv, "`make sync` installs it")
+    venv = tmp_path / "venv"
+    # The Dockerfile's flags; bytecode only so that `--help` below starts in seconds.
+    subprocess.run(
+        [str(uv), "sync", "--locked", "--no-dev", "--no-editable", "--compile-bytecode", "--quiet"],
+        cwd=REPO,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        timeout=TOOL_TIMEOUT_SECONDS,
+        check=True,
+    )
+    site_packages = next((venv / "lib").glob("python3.*/site-packages"))
+    installed = {path.name.split("-")[0].lower() for path in site_packages.glob("*.dist-info")}
+    assert "order_api" in installed
+    assert not installed & set(DEV_DISTRIBUTIONS)
+    package = site_packages / "order_api"
+    assert (package / "__init__.py").is_file(), "installed as a wheel, not as an editable link"
+    assert list((package / "migrations" / "versions").glob("0001_*.py"))
+    assert list((package / "notifications" / "templates").glob("*.html"))
+    assert (package / "board" / "static" / "board.js").is_file()
+
+    helped = subprocess.run(
+        [str(venv / "bin" / "order-api"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "migrate" in helped.stdout
