@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import make_url
 
 from tests.support import AppFactory, admin_postgres_dsn
+from tests.test_errors import assert_problem
 
 
 def closed_port() -> int:
@@ -60,6 +61,16 @@ async def test_ready_is_503_when_the_database_is_down(
         "detail": "unreachable",
     }
     assert (await client.get("/health/live")).status_code == 200
+    # Requests that need the database are told to come back, not answered 500.
+    for request in (
+        client.build_request("GET", "/api/v1/products"),
+        client.build_request(
+            "POST", "/api/v1/auth/token", data={"username": "a@example.com", "password": "x" * 12}
+        ),
+    ):
+        refused = await client.send(request)
+        assert_problem(refused, 503, "service_unavailable")
+        assert refused.headers["retry-after"] in {"1", "5"}
 
 
 @pytest.mark.only_backend("sqlite")

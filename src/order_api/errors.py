@@ -292,10 +292,21 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> JSON
     return ServiceUnavailable(detail, headers={"Retry-After": "1"}).to_response()
 
 
+async def database_unreachable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A refused or unresolvable connection: the driver raises it raw, past SQLAlchemy's wrapping.
+
+    In a request, only connections to the database raise OSError: Redis raises its own errors.
+    """
+    logger.warning("database_unreachable", error=type(exc).__name__, path=request.url.path)
+    detail = "The database cannot be reached; retry shortly."
+    return ServiceUnavailable(detail, headers={"Retry-After": "5"}).to_response()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(DBAPIError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
+    app.add_exception_handler(OSError, database_unreachable_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
