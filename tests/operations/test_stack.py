@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def program(source: str) -> list[str]:
     return [sys.executable, "-c", source]
 
 
-def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
 
 
@@ -80,7 +81,7 @@ async def test_a_stop_waits_for_each_child_and_a_second_stop_kills_the_rest(
         running = asyncio.create_task(stack.run([polite, stubborn]))
         await wait_until(lambda: output.getvalue().count(b"ready") == 2, "both children up")
         stack.on_stop_signal()
-        await wait_until(lambda: events(logs, "stack_process_stopped"), "the polite child")
+        await wait_until(lambda: bool(events(logs, "stack_process_stopped")), "the polite child")
         assert not running.done()  # the stubborn one still has its grace
         stack.on_stop_signal()
         await running
