@@ -145,6 +145,7 @@ class Settings(BaseSettings):
         "smtp_username",
         "smtp_password",
         "log_format",
+        "worker_heartbeat_file",
         mode="before",
     )
     @classmethod

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +34,9 @@ STEADY_RUN_SECONDS = 30.0
 # Beyond the children's own stop grace: interpreter exit, files, sockets.
 STOP_MARGIN_SECONDS = 10.0
 OUTPUT_LINE_LIMIT = 1024 * 1024
+# Closing the terminal (SIGHUP) stops the stack as gracefully as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ class StackPlan:
             for i, port in enumerate(ports)
         ]
         worker = order_api_command("worker", "--concurrency", str(self.worker_concurrency))
-        workers = [Child(f"worker-{i + 1}", worker) for i in range(self.worker_processes)]
+        workers = [
+            Child(f"worker-{number}", worker, own_heartbeat_file(number))
+            for number in range(1, self.worker_processes + 1)
+        ]
         return apis + workers
 
     def child_environment(self) -> dict[str, str]:
@@ -66,9 +74,35 @@ class StackPlan:
         if self.mail_catcher is not None:
             host, port = self.mail_catcher
             environment |= {"SMTP_HOST": host, "SMTP_PORT": str(port), "SMTP_TLS": "none"}
-            environment.pop("SMTP_USERNAME", None)
-            environment.pop("SMTP_PASSWORD", None)
+            # Blank, not removed: a `.env` with a real relay's login would fill them in again.
+            environment |= {"SMTP_USERNAME": "", "SMTP_PASSWORD": ""}
         return environment
+
+
+def own_heartbeat_file(worker_number: int) -> dict[str, str]:
+    """Worker N > 1 beats into `<file>.<N>`: one shared file would hide a dead worker."""
+    shared = os.environ.get("WORKER_HEARTBEAT_FILE", "").strip()
+    if not shared or worker_number == 1:
+        return {}
+    return {"WORKER_HEARTBEAT_FILE": f"{shared}.{worker_number}"}
+
+
+def ending_with_this_process() -> Callable[[], None] | None:
+    """On Linux, a child gets SIGTERM when the stack dies, even by SIGKILL: no orphan keeps a port.
+
+    Runs in the child between fork and exec, so it only calls prctl and getppid.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the stack died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
 
 
 def order_api_command(*arguments: str) -> list[str]:
@@ -80,6 +114,7 @@ def order_api_command(*arguments: str) -> list[str]:
 class Child:
     name: str
     command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
     def signal(self, signum: int) -> None:
@@ -94,11 +129,12 @@ class Stack:
     output: IO[bytes]
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     forced: asyncio.Event = field(default_factory=asyncio.Event)
+    output_broken: bool = False
 
     async def run(self, children: list[Child]) -> None:
         """Until SIGINT or SIGTERM; a second signal kills the children at once."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.on_stop_signal)
         catcher = mail = None
         if self.plan.mail_catcher is not None:
@@ -111,13 +147,19 @@ class Stack:
             workers=self.plan.worker_processes,
             mail_catcher=mail,
         )
+        supervising = [asyncio.create_task(self.keep_running(child)) for child in children]
         try:
-            await asyncio.gather(*(self.keep_running(child) for child in children))
+            await asyncio.gather(*supervising)
+        except Exception:
+            # A fault of the supervisor's own still stops every child the usual way.
+            self.stopping.set()
+            await asyncio.gather(*supervising, return_exceptions=True)
+            raise
         finally:
             if catcher is not None:
                 catcher.close()
                 await catcher.wait_closed()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
         logger.info("stack_stopped")
 
@@ -131,7 +173,7 @@ class Stack:
     async def keep_running(self, child: Child) -> None:
         """Start `child`, and start it again whenever it exits, until the stack stops."""
         delay = FIRST_RESTART_DELAY_SECONDS
-        environment = self.plan.child_environment()
+        environment = self.plan.child_environment() | child.environment
         while not self.stopping.is_set():
             started = asyncio.get_running_loop().time()
             code = await self.run_once(child, environment)
@@ -153,6 +195,7 @@ class Stack:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             limit=OUTPUT_LINE_LIMIT,
+            preexec_fn=ending_with_this_process(),
         )
         child.process = process
         logger.info("stack_process_started", name=child.name, pid=process.pid)
@@ -190,5 +233,11 @@ class Stack:
                 line = b"(a line over 1 MiB was left out)\n"
             if not line:
                 return
-            self.output.write(prefix + line)
-            self.output.flush()
+            if self.output_broken:
+                continue  # still read: a child blocked on a full pipe would hang, not die
+            try:
+                self.output.write(prefix + line)
+                self.output.flush()
+            except OSError:
+                self.output_broken = True
+                logger.warning("stack_output_lost", name=name)

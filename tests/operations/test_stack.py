@@ -7,9 +7,13 @@ supervision rules are the same for them as for the API and worker processes the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -136,3 +140,95 @@ def test_the_api_ports_must_fit_below_65536(
     result = invoke(["stack", "--port", "65535"], tmp_path, monkeypatch, **settings)
     assert result.exit_code == 2
     assert result.stderr == "order-api: 2 API ports from 65535 pass 65535\n"
+
+
+SUPERVISOR = """
+import asyncio, sys
+from pathlib import Path
+from order_api.stack import Child, Stack, StackPlan
+plan = StackPlan("127.0.0.1", 8000, 1, 1, 1, None, Path("mail"), 60)
+sleeper = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(999)"]
+asyncio.run(Stack(plan, sys.stdout.buffer).run([Child("sleeper", sleeper)]))
+"""
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (a container's PID 1 may never reap an orphan)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in {"Z", "X"}
+
+
+async def supervised_sleeper() -> tuple[asyncio.subprocess.Process, int]:
+    """A stack process supervising one sleeping child; returns both, once the child is up."""
+    supervisor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SUPERVISOR, stdout=asyncio.subprocess.PIPE
+    )
+    assert supervisor.stdout is not None
+    async with asyncio.timeout(60):
+        while not (line := (await supervisor.stdout.readline()).decode()).startswith("sleeper"):
+            assert line, "the stack ended before its child spoke"
+    return supervisor, int(line.partition("| ")[2])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+async def test_children_do_not_outlive_a_killed_stack() -> None:
+    supervisor, child = await supervised_sleeper()
+    assert is_running(child)
+    supervisor.kill()
+    await supervisor.wait()
+    try:
+        await wait_until(lambda: not is_running(child), "the orphaned child to stop")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+async def test_closing_the_terminal_stops_the_stack_gracefully() -> None:
+    supervisor, child = await supervised_sleeper()
+    supervisor.send_signal(signal.SIGHUP)
+    assert await asyncio.wait_for(supervisor.wait(), 60) == 0
+    assert not is_running(child)
+
+
+async def test_children_run_on_when_the_stack_output_breaks(tmp_path: Path) -> None:
+    reading, writing = os.pipe()
+    os.close(reading)
+    # More than the pipe and the reader's buffer hold: unread, the child would block forever.
+    chatty = Child("chatty", program("for _ in range(50_000): print('x' * 100)"))
+    with os.fdopen(writing, "wb", buffering=0) as broken, capture_logs() as logs:
+        stack = Stack(plan(tmp_path), broken)
+        running = asyncio.create_task(stack.run([chatty]))
+        await wait_until(lambda: bool(events(logs, "stack_process_exited")), "the child's end")
+        stack.on_stop_signal()
+        await running
+    assert [e["name"] for e in events(logs, "stack_output_lost")] == ["chatty"]
+    assert events(logs, "stack_process_exited")[0]["code"] == 0
+
+
+def test_children_get_the_catcher_and_a_heartbeat_file_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_USERNAME", "relay-user")
+    monkeypatch.setenv("SMTP_PASSWORD", "relay-secret")
+    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", "/run/order-api/worker.heartbeat")
+    stack_plan = replace(plan(tmp_path), worker_processes=2, mail_catcher=("127.0.0.1", 2525))
+    environment = stack_plan.child_environment()
+    smtp = {name: environment[name] for name in environment if name.startswith("SMTP_")}
+    # Blank, so a `.env` in the working directory cannot put the relay's login back.
+    assert smtp == {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": "2525",
+        "SMTP_TLS": "none",
+        "SMTP_USERNAME": "",
+        "SMTP_PASSWORD": "",
+    }
+    children = {child.name: child for child in stack_plan.children()}
+    assert list(children) == ["api-1", "api-2", "worker-1", "worker-2"]
+    assert children["worker-1"].environment == {}
+    assert children["worker-2"].environment == {
+        "WORKER_HEARTBEAT_FILE": "/run/order-api/worker.heartbeat.2"
+    }
+    assert children["api-2"].command[-1] == str(stack_plan.first_port + 1)
