@@ -105,6 +105,13 @@ async def test_unhandled_error_is_bare_500(client: httpx2.AsyncClient) -> None:
         assert leak not in response.text
 
 
+async def test_an_uncaught_timeout_is_a_500_not_a_database_outage(
+    client: httpx2.AsyncClient,
+) -> None:
+    response = await client.get("/__test__/boom", params={"error": "timeout"})
+    assert_problem(response, 500, "internal_error")
+
+
 async def test_service_keeps_serving_after_a_500(client: httpx2.AsyncClient) -> None:
     await client.get("/__test__/boom")
     assert (await client.get("/health/live")).status_code == 200

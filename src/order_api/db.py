@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, event, make_url
@@ -61,11 +61,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+class DatabaseUnreachable(ConnectionError):
+    """No connection to PostgreSQL could be opened: refused, unknown host, connect timeout."""
+
+
 def _create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if settings.is_sqlite:
         return _create_sqlite_engine(url, echo=settings.debug)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.debug,
         # Bound values (password and token hashes) never reach logs or error messages.
@@ -84,6 +88,22 @@ def _create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def connect(
+        dialect: Dialect,
+        record: ConnectionPoolEntry,
+        cargs: tuple[Any, ...],
+        cparams: dict[str, Any],
+    ) -> DBAPIConnection:
+        # asyncpg raises socket errors raw, past SQLAlchemy's wrapping: name them here, at the
+        # source, so the API answers 503 for them and not for every other OSError.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as error:
+            raise DatabaseUnreachable(str(error) or type(error).__name__) from error
+
+    return engine
 
 
 def _create_sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:

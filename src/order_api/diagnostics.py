@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,7 +31,10 @@ async def echo(body: EchoBody) -> EchoBody:
 
 
 @router.get("/boom")
-async def boom(session: SessionDep) -> None:
+async def boom(session: SessionDep, error: Literal["boom", "timeout"] = "boom") -> None:
+    if error == "timeout":
+        # An OSError from no database: a bug to report as a 500, not a database outage.
+        raise TimeoutError("a timeout nobody caught")
     raise BoomError("SELECT secret FROM users WHERE password = 'hunter2'")
 
 

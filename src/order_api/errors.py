@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from order_api.db import DatabaseUnreachable
 from order_api.observability import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -293,10 +294,7 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> JSON
 
 
 async def database_unreachable_handler(request: Request, exc: Exception) -> JSONResponse:
-    """A refused or unresolvable connection: the driver raises it raw, past SQLAlchemy's wrapping.
-
-    In a request, only connections to the database raise OSError: Redis raises its own errors.
-    """
+    """No connection to the database could be opened (refused, unknown host): retry later."""
     logger.warning("database_unreachable", error=type(exc).__name__, path=request.url.path)
     detail = "The database cannot be reached; retry shortly."
     return ServiceUnavailable(detail, headers={"Retry-After": "5"}).to_response()
@@ -306,7 +304,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(DBAPIError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
-    app.add_exception_handler(OSError, database_unreachable_handler)
+    app.add_exception_handler(DatabaseUnreachable, database_unreachable_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
