@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -41,11 +42,31 @@ def server_url() -> Iterator[str]:
     server.shutdown()
 
 
-def test_the_probe_passes_only_on_a_200(server_url: str) -> None:
+def test_the_probe_passes_only_on_a_200(server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy in the environment is not used: the check is of this container's own process.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
     assert main([f"{server_url}/live"]) == 0
     assert main([f"{server_url}/ready"]) == 1
     assert main([f"http://127.0.0.1:{free_port()}/live"]) == 1
     assert main(["file:///etc/passwd"]) == 1
+
+
+def test_a_peer_that_does_not_speak_http_fails_the_probe() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        answering = threading.Thread(target=answer_garbage, args=(listener,), daemon=True)
+        answering.start()
+        assert main([f"http://127.0.0.1:{port}/live"]) == 1
+        answering.join(timeout=10)
+
+
+def answer_garbage(listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    with connection:
+        connection.recv(4096)
+        connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
 
 
 def test_the_probe_runs_as_a_module_without_the_app(server_url: str) -> None:
