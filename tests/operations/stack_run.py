@@ -42,10 +42,9 @@ def consecutive_free_ports(count: int) -> int:
 
 
 class RunningStack:
-    def __init__(self, process: subprocess.Popen[str], first_port: int, mail_dir: Path) -> None:
+    def __init__(self, process: subprocess.Popen[str], first_port: int) -> None:
         self.process = process
         self.urls = [f"http://127.0.0.1:{first_port + i}" for i in range(API_PROCESSES)]
-        self.mail_dir = mail_dir
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
@@ -80,15 +79,15 @@ class RunningStack:
         return True
 
     def interrupt(self) -> int:
-        """Ctrl-C, and the stack's exit status once every child has stopped."""
-        self.process.send_signal(signal.SIGINT)
+        """Ctrl-C (to the whole group, as a terminal sends it), and the stack's exit status."""
+        os.killpg(self.process.pid, signal.SIGINT)
         code = self.process.wait(timeout=60)
         self._reader.join(timeout=30)
         return code
 
 
 @contextmanager
-def running_stack(tmp_path: Path, **env: str) -> Iterator[RunningStack]:
+def running_stack(tmp_path: Path, *options: str, **env: str) -> Iterator[RunningStack]:
     """Started, every API process ready; killed whole at the end if the test did not stop it."""
     first_port, smtp_port = consecutive_free_ports(API_PROCESSES), free_port()
     mail_dir = tmp_path / "caught-mail"
@@ -97,6 +96,7 @@ def running_stack(tmp_path: Path, **env: str) -> Iterator[RunningStack]:
             *(ORDER_API, "stack", "--port", str(first_port)),
             *("--api-processes", str(API_PROCESSES)),
             *("--smtp-port", str(smtp_port), "--mail-dir", str(mail_dir)),
+            *options,
         ],
         cwd=tmp_path,
         env=command_env(tmp_path, **env),
@@ -106,7 +106,7 @@ def running_stack(tmp_path: Path, **env: str) -> Iterator[RunningStack]:
         # A group of its own, so a failed test takes every child down with the stack.
         start_new_session=True,
     )
-    stack = RunningStack(process, first_port, mail_dir)
+    stack = RunningStack(process, first_port)
     try:
         deadline = time.monotonic() + STARTUP_WAIT_SECONDS
         while not stack.every_api_ready():
