@@ -14,10 +14,11 @@ RUN apt-get update \
 # The uv the Makefile pins, from PyPI like the Makefile gets it: one registry for everything.
 RUN pip install --no-cache-dir --root-user-action=ignore "uv==0.13.9"
 
-# copy: the cache mount is another filesystem; never: use the base image's Python only.
+# copy: the cache mount is another filesystem; never: use the base image's Python only
+# (python3, not python3.11: PYTHON_IMAGE may name another version).
 ENV UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
-    UV_PYTHON=/usr/local/bin/python3.11 \
+    UV_PYTHON=/usr/local/bin/python3 \
     UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
 
@@ -58,6 +59,8 @@ USER 10001:10001
 EXPOSE 8000
 # uvicorn stops gracefully on SIGTERM: SHUTDOWN_TIMEOUT_SECONDS (20) for in-flight requests.
 STOPSIGNAL SIGTERM
+# The API's check. A worker run from this image outside compose must override it (--health-cmd
+# with the heartbeat probe, as compose.yaml does, or --no-healthcheck): it has no HTTP port.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "order_api.probe", "http://127.0.0.1:8000/health/live"]
 CMD ["order-api", "serve", "--host", "0.0.0.0", "--port", "8000"]

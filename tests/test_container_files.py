@@ -1,8 +1,8 @@
 """The container image and the compose stack, checked without a container engine.
 
 hadolint lints the Dockerfile, Debian's docker-compose validates compose.yaml against the compose
-schema, PyYAML reads what the issue requires of the stack, and the runtime virtualenv is built
-the Dockerfile's way into a temporary directory.
+schema, caddy validates the proxy's Caddyfile, PyYAML reads what the issue requires of the stack,
+and the runtime virtualenv is built the Dockerfile's way from what .dockerignore lets through.
 """
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 CADDYFILE = REPO / "deploy" / "Caddyfile"
-ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
+DOCKERIGNORE = REPO / ".dockerignore"
 DOCKER_COMPOSE = Path("/usr/bin/docker-compose")
+CADDY = Path("/usr/bin/caddy")
 HADOLINT = Path(sys.executable).parent / "hadolint"
+LOCAL_IMAGE = "order-api:local"
 VENV_PATH = "/opt/venv"
 HEALTHY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 APP_SERVICES = ("api", "worker")
 DEV_DISTRIBUTIONS = ("pytest", "mypy", "ruff", "aiosmtpd", "selenium", "hadolint", "coverage")
 TOOL_TIMEOUT_SECONDS = 120
+# The image budget is 200 MB and the slim base ~130 MB; the stripped venv is ~52 MB of files.
+VENV_BUDGET_BYTES = 70_000_000
 
 
 def compose() -> dict[str, Any]:
@@ -53,6 +57,11 @@ def env_file_name() -> str:
     names = {str(services()[name]["env_file"]) for name in (*APP_SERVICES, "migrate")}
     assert len(names) == 1, names
     return names.pop()
+
+
+def postgres_env_file_name() -> str:
+    """PostgreSQL's own env file, relative to the repository."""
+    return str(services()["postgres"]["env_file"])
 
 
 def seconds(duration: str) -> float:
@@ -169,14 +178,29 @@ def test_only_the_proxy_and_the_loopback_mail_ui_publish_ports() -> None:
 
 
 def test_the_api_trusts_exactly_the_proxys_fixed_address() -> None:
-    subnets = [
-        ip_network(entry["subnet"]) for entry in compose()["networks"]["backend"]["ipam"]["config"]
-    ]
+    [ipam] = compose()["networks"]["backend"]["ipam"]["config"]
+    subnet, automatic = ip_network(ipam["subnet"]), ip_network(ipam["ip_range"])
+    assert automatic.subnet_of(subnet)  # type: ignore[arg-type]
     proxy_address = ip_address(services()["proxy"]["networks"]["backend"]["ipv4_address"])
-    assert any(proxy_address in subnet for subnet in subnets)
+    assert proxy_address in subnet
+    assert proxy_address not in automatic, "an automatic address could take the proxy's"
     for name in (*APP_SERVICES, "migrate"):
         environment = services()[name]["environment"]
         assert environment["TRUSTED_PROXIES"] == f"{proxy_address}/32", name
+        assert str(subnet) in environment["METRICS_ALLOWED_NETWORKS"].split(","), name
+
+
+def test_each_local_image_is_built_by_exactly_one_service() -> None:
+    # Compose v2 builds every `build:` at once, and exports to one tag collide.
+    builders: dict[str, list[str]] = {}
+    for name, service in services().items():
+        if "build" in service:
+            assert "image" in service, f"{name} builds an image it does not name"
+            builders.setdefault(service["image"], []).append(name)
+    assert {image: len(names) for image, names in builders.items()} == {LOCAL_IMAGE: 1}
+    assert builders[LOCAL_IMAGE] == ["migrate"]
+    for name in APP_SERVICES:
+        assert services()[name]["image"] == LOCAL_IMAGE, name
 
 
 def test_api_and_worker_get_longer_to_stop_than_the_app_takes() -> None:
@@ -193,38 +217,50 @@ def test_worker_health_is_its_heartbeat_file() -> None:
     assert test[test.index("--heartbeat") + 1] == heartbeat
 
 
-def test_the_secrets_file_is_ignored_by_git_and_not_committed() -> None:
-    name = env_file_name()
-    ignored = subprocess.run(
-        ["git", "check-ignore", "--quiet", "--no-index", name], cwd=REPO, check=False
-    )
-    assert ignored.returncode == 0, f"{name} must be in .gitignore"
-    tracked = subprocess.run(
-        ["git", "ls-files", "--", name], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert tracked.stdout == ""
-    assert (REPO / f"{name}.example").is_file()
+def test_the_secrets_files_are_ignored_by_git_and_not_committed() -> None:
+    names = [env_file_name(), postgres_env_file_name()]
+    assert len(set(names)) == 2, "PostgreSQL must not read the app's secrets"
+    for name in names:
+        ignored = subprocess.run(
+            ["git", "check-ignore", "--quiet", "--no-index", name], cwd=REPO, check=False
+        )
+        assert ignored.returncode == 0, f"{name} must be in .gitignore"
+        tracked = subprocess.run(
+            ["git", "ls-files", "--", name], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        assert tracked.stdout == "", f"{name} is committed"
+        assert (REPO / f"{name}.example").is_file()
+
+
+def test_postgres_gets_only_its_password() -> None:
+    postgres_example = read_env_file(REPO / f"{postgres_env_file_name()}.example")
+    assert postgres_example == {"POSTGRES_PASSWORD": ""}, "PostgreSQL refuses to start unedited"
+    assert "POSTGRES_PASSWORD" not in read_env_file(REPO / f"{env_file_name()}.example")
 
 
 def test_the_examples_secret_key_is_refused_in_production() -> None:
-    example = read_env_file(ENV_EXAMPLE)
-    assert set(example) >= {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL"}
-    assert example["POSTGRES_PASSWORD"] == "", "PostgreSQL then refuses to start unedited"
+    example = read_env_file(REPO / f"{env_file_name()}.example")
+    assert set(example) >= {"SECRET_KEY", "DATABASE_URL"}
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(
             _env_file=None, environment="production", secret_key=SecretStr(example["SECRET_KEY"])
         )
 
 
-def generated_env_file(directory: Path) -> None:
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()), encoding="utf-8")
+
+
+def generated_env_files(directory: Path) -> None:
     password = secrets.token_hex(16)
-    values = {
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "POSTGRES_PASSWORD": password,
-        "DATABASE_URL": f"postgresql://order_api:{password}@postgres:5432/order_api",
-    }
-    text = "".join(f"{key}={value}\n" for key, value in values.items())
-    (directory / env_file_name()).write_text(text, encoding="utf-8")
+    write_env_file(
+        directory / env_file_name(),
+        {
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "DATABASE_URL": f"postgresql://order_api:{password}@postgres:5432/order_api",
+        },
+    )
+    write_env_file(directory / postgres_env_file_name(), {"POSTGRES_PASSWORD": password})
 
 
 def compose_config(directory: Path) -> subprocess.CompletedProcess[str]:
@@ -243,13 +279,19 @@ def test_docker_compose_validates_the_stack_and_rejects_a_broken_copy(tmp_path: 
     require_tool(DOCKER_COMPOSE, "scripts/install-compose.sh installs it")
     shutil.copy(COMPOSE_FILE, tmp_path / "compose.yaml")
     shutil.copytree(REPO / "deploy", tmp_path / "deploy")
-    generated_env_file(tmp_path)
+    generated_env_files(tmp_path)
 
     result = compose_config(tmp_path)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)["services"]
     assert resolved["api"]["environment"]["ENVIRONMENT"] == "production"
     assert len(resolved["worker"]["environment"]["SECRET_KEY"]) >= 32
+    assert set(resolved["postgres"]["environment"]) == {
+        "POSTGRES_PASSWORD",
+        "POSTGRES_USER",
+        "POSTGRES_DB",
+    }
+    assert [name for name, service in resolved.items() if "build" in service] == ["migrate"]
 
     broken = COMPOSE_FILE.read_text(encoding="utf-8").replace(
         "service_completed_successfully", "service_completed", 1
@@ -260,24 +302,129 @@ def test_docker_compose_validates_the_stack_and_rejects_a_broken_copy(tmp_path: 
     assert "service_completed" in rejected.stderr
 
 
+def test_caddy_validates_the_proxy_config_and_rejects_a_broken_copy(tmp_path: Path) -> None:
+    require_tool(CADDY, "scripts/install-compose.sh installs it")
+    broken = tmp_path / "Caddyfile"
+    broken.write_text(
+        CADDYFILE.read_text(encoding="utf-8").replace("round_robin", "no_such_policy", 1),
+        encoding="utf-8",
+    )
+    # Caddy keeps its state under the home directory: a throw-away one here.
+    home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+
+    def validate(caddyfile: Path, site_address: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CADDY), "validate", "--config", str(caddyfile), "--adapter", "caddyfile"],
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT_SECONDS,
+            check=False,
+            env={**os.environ, **home, "SITE_ADDRESS": site_address},
+        )
+
+    for site_address in (":80", "shop.example.com"):
+        result = validate(CADDYFILE, site_address)
+        assert result.returncode == 0, result.stderr
+    rejected = validate(broken, ":80")
+    assert rejected.returncode != 0
+    assert "no_such_policy" in rejected.stderr
+
+
+def test_the_build_stage_uses_the_base_images_python_whatever_its_version() -> None:
+    build = dockerfile_stages()[0]
+    assert any(re.search(r"\bUV_PYTHON=/usr/local/bin/python3(\s|$)", line) for line in build)
+
+
+def dockerignore_rules() -> tuple[list[str], list[str]]:
+    """The entries .dockerignore lets through (`!x`) and the names it drops inside them (`**/x`)."""
+    lines = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert lines[0] == "*", (
+        ".dockerignore is an allow-list: everything out, then what the build reads"
+    )
+    admitted = [line[1:].rstrip("/") for line in lines[1:] if line.startswith("!")]
+    dropped = [line for line in lines[1:] if not line.startswith("!")]
+    assert all(line.startswith("**/") for line in dropped), (
+        f"only `**/name` is read here: {dropped}"
+    )
+    return admitted, [line.removeprefix("**/") for line in dropped]
+
+
+def dockerfile_build_sources() -> set[str]:
+    """What the build stage reads from the build context: bind-mount sources and COPY sources."""
+    sources: set[str] = set()
+    for line in dockerfile_stages()[0]:
+        sources |= set(re.findall(r"--mount=type=bind\S*?source=([^,\s]+)", line))
+        words = line.split()
+        if words[0].upper() == "COPY" and not any(w.startswith("--from=") for w in words):
+            sources |= {word.rstrip("/") for word in words[1:-1] if not word.startswith("--")}
+    return sources
+
+
+def build_context(directory: Path) -> Path:
+    """A copy of the repository holding only what .dockerignore sends to `docker build`."""
+    admitted, dropped = dockerignore_rules()
+    directory.mkdir()
+    for entry in admitted:
+        source = REPO / entry
+        if source.is_dir():
+            shutil.copytree(source, directory / entry, ignore=shutil.ignore_patterns(*dropped))
+        else:
+            shutil.copy2(source, directory / entry)
+    return directory
+
+
 def uv_binary() -> Path:
     on_path = shutil.which("uv")
     return Path(on_path) if on_path else REPO / ".tools" / "bin" / "uv"
 
 
-def test_runtime_venv_has_no_dev_tools_and_runs(tmp_path: Path) -> None:
-    uv = uv_binary()
+def strip_binary() -> Path:
+    on_path = shutil.which("strip")
+    return Path(on_path) if on_path else Path("/usr/bin/strip")
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runtime virtualenv as the Dockerfile makes it: same flags, same context, stripped."""
+    uv, strip = uv_binary(), strip_binary()
     require_tool(uv, "`make sync` installs it")
-    venv = tmp_path / "venv"
-    # The Dockerfile's flags; bytecode only so that `--help` below starts in seconds.
+    require_tool(strip, "binutils has it")
+    root = tmp_path_factory.mktemp("image")
+    context = build_context(root / "context")
+    venv = root / "venv"
+    environment = {
+        **os.environ,
+        "UV_PROJECT_ENVIRONMENT": str(venv),
+        # copy: strip below rewrites files in place, which would reach uv's cache through links.
+        "UV_LINK_MODE": "copy",
+        "UV_PYTHON_DOWNLOADS": "never",
+    }
     subprocess.run(
-        [str(uv), "sync", "--locked", "--no-dev", "--no-editable", "--compile-bytecode", "--quiet"],
-        cwd=REPO,
-        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        [str(uv), "sync", "--locked", "--no-dev", "--no-editable", "--quiet"],
+        cwd=context,
+        env=environment,
         timeout=TOOL_TIMEOUT_SECONDS,
         check=True,
     )
-    site_packages = next((venv / "lib").glob("python3.*/site-packages"))
+    shared_objects = [str(path) for path in venv.rglob("*.so") if path.is_file()]
+    subprocess.run(
+        [str(strip), "--strip-debug", *shared_objects], timeout=TOOL_TIMEOUT_SECONDS, check=True
+    )
+    return venv
+
+
+def test_the_build_reads_only_what_dockerignore_lets_through() -> None:
+    admitted, _ = dockerignore_rules()
+    assert dockerfile_build_sources() <= set(admitted)
+    assert "README.md" in dockerfile_build_sources(), "the parser reads COPY lines"
+
+
+def test_runtime_venv_has_no_dev_tools_and_runs(runtime_venv: Path, tmp_path: Path) -> None:
+    site_packages = next((runtime_venv / "lib").glob("python3.*/site-packages"))
     installed = {path.name.split("-")[0].lower() for path in site_packages.glob("*.dist-info")}
     assert "order_api" in installed
     assert not installed & set(DEV_DISTRIBUTIONS)
@@ -288,12 +435,21 @@ def test_runtime_venv_has_no_dev_tools_and_runs(tmp_path: Path) -> None:
     assert (package / "board" / "static" / "board.js").is_file()
 
     helped = subprocess.run(
-        [str(venv / "bin" / "order-api"), "--help"],
+        [str(runtime_venv / "bin" / "order-api"), "--help"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=TOOL_TIMEOUT_SECONDS,
         check=False,
+        # As in the image: bytecode goes elsewhere, never into the venv.
+        env={**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")},
     )
     assert helped.returncode == 0, helped.stderr
     assert "migrate" in helped.stdout
+
+
+def test_runtime_venv_fits_the_image_budget(runtime_venv: Path) -> None:
+    files = [path for path in runtime_venv.rglob("*") if path.is_file() and not path.is_symlink()]
+    assert not [path for path in files if path.suffix == ".pyc"], "the image ships no bytecode"
+    size = sum(path.stat().st_size for path in files)
+    assert size < VENV_BUDGET_BYTES, f"{size / 1e6:.1f} MB"
