@@ -31,8 +31,7 @@ sync: $(UV)
 
 services:
 	@bash scripts/start-test-services.sh
-	@bash scripts/install-browser.sh
-	@bash scripts/install-compose.sh
+	@bash scripts/install-test-tools.sh
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools

@@ -276,7 +276,7 @@ def compose_config(directory: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_docker_compose_validates_the_stack_and_rejects_a_broken_copy(tmp_path: Path) -> None:
-    require_tool(DOCKER_COMPOSE, "scripts/install-compose.sh installs it")
+    require_tool(DOCKER_COMPOSE, "scripts/install-test-tools.sh installs it")
     shutil.copy(COMPOSE_FILE, tmp_path / "compose.yaml")
     shutil.copytree(REPO / "deploy", tmp_path / "deploy")
     generated_env_files(tmp_path)
@@ -303,7 +303,7 @@ def test_docker_compose_validates_the_stack_and_rejects_a_broken_copy(tmp_path: 
 
 
 def test_caddy_validates_the_proxy_config_and_rejects_a_broken_copy(tmp_path: Path) -> None:
-    require_tool(CADDY, "scripts/install-compose.sh installs it")
+    require_tool(CADDY, "scripts/install-test-tools.sh installs it")
     broken = tmp_path / "Caddyfile"
     broken.write_text(
         CADDYFILE.read_text(encoding="utf-8").replace("round_robin", "no_such_policy", 1),

@@ -45,7 +45,7 @@ OTHER_CUSTOMER = ("grace@example.com", "another horse battery staple")
 def require_browser() -> None:
     missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
     if missing:
-        reason = f"the board test needs {' and '.join(missing)} (scripts/install-browser.sh)"
+        reason = f"the board test needs {' and '.join(missing)} (scripts/install-test-tools.sh)"
         if IN_CI:
             pytest.fail(f"CI=true requires a browser: {reason}")
         pytest.skip(reason)
