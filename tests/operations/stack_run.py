@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,10 +34,15 @@ def port_is_free(port: int) -> bool:
 
 
 def consecutive_free_ports(count: int) -> int:
-    """The first of `count` free ports in a row (the stack gives its API processes such a run)."""
+    """The first of `count` free ports in a row (the stack gives its API processes such a run).
+
+    Below the kernel's ephemeral range: there, the next port handed to another test's bind(0),
+    or to any outgoing connection, could be the one after ours before the stack binds it.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(100):
-        first = free_port()
-        if first + count <= 65535 and all(port_is_free(first + i) for i in range(1, count)):
+        first = random.randrange(10_000, ephemeral_low - count)
+        if all(port_is_free(first + i) for i in range(count)):
             return first
     raise AssertionError(f"no {count} consecutive free ports found")
 

@@ -23,7 +23,7 @@ from tests.accounts import PASSWORD, bearer, new_email
 from tests.operations.stack_run import RunningStack, running_stack
 from tests.processes import ADMIN, empty_database, production_env
 from tests.smtp_server import SmtpServer
-from tests.stream.test_two_processes import log_in, register, transition
+from tests.stream.test_two_processes import log_in, staff_with_a_kettle, transition
 from tests.streams import next_event, open_stream
 from tests.test_cli import run
 from tests.waiting import wait_until
@@ -96,14 +96,7 @@ async def test_the_main_story_through_two_api_processes_and_a_worker_that_dies(
 async def walk_the_story(
     stack: RunningStack, smtp: SmtpServer, one: httpx2.AsyncClient, two: httpx2.AsyncClient
 ) -> None:
-    admin = await log_in(one, *ADMIN)
-    staff = await register(one, admin, role="staff")
-    kettle = await one.post(
-        "/api/v1/products",
-        json={"name": "Kettle", "price_cents": 2500, "stock": 5},
-        headers=bearer(staff.token),
-    )
-    assert kettle.status_code == 201, kettle.text
+    _, staff, kettle = await staff_with_a_kettle(one)
 
     # Register on one process; the welcome e-mail comes through the worker and real SMTP.
     email = new_email("customer")
@@ -116,9 +109,9 @@ async def walk_the_story(
 
     # Browse on the other process, then order with a key and retry it there.
     listed = await two.get("/api/v1/products", params={"q": "Kettle"})
-    assert [p["id"] for p in listed.json()["items"]] == [kettle.json()["id"]]
+    assert [p["id"] for p in listed.json()["items"]] == [kettle]
     order_body = {
-        "items": [{"product_id": kettle.json()["id"], "quantity": 2}],
+        "items": [{"product_id": kettle, "quantity": 2}],
         "payment_method_id": "pm_1",
     }
     key = {"Idempotency-Key": "story-order-1", **bearer(customer)}

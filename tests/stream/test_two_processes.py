@@ -109,7 +109,8 @@ class Cast:
         return [self.admin, self.staff.token, self.customer.token, self.stranger.token]
 
 
-async def cast_through(client: httpx2.AsyncClient) -> Cast:
+async def staff_with_a_kettle(client: httpx2.AsyncClient) -> tuple[str, Person, str]:
+    """The admin's token, a staff member the admin promoted, and the id of a product they added."""
     admin = await log_in(client, *ADMIN)
     staff = await register(client, admin, role="staff")
     product = await client.post(
@@ -118,8 +119,13 @@ async def cast_through(client: httpx2.AsyncClient) -> Cast:
         headers=bearer(staff.token),
     )
     assert product.status_code == 201, product.text
+    return admin, staff, product.json()["id"]
+
+
+async def cast_through(client: httpx2.AsyncClient) -> Cast:
+    admin, staff, product_id = await staff_with_a_kettle(client)
     customer, stranger = await register(client, admin), await register(client, admin)
-    return Cast(admin, staff, customer, stranger, product.json()["id"])
+    return Cast(admin, staff, customer, stranger, product_id)
 
 
 async def run_through_lifecycle(
