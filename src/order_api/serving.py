@@ -24,6 +24,8 @@ WS_MAX_CLIENT_FRAME_BYTES = 4096
 # Sent to sockets still open when the process stops: the client reconnects to another process.
 WS_GOING_AWAY = 1001
 REQUEST_TIMEOUT_CODE = "request_timeout"
+# How long a timed-out connection still swallows the client's bytes after its 408 and FIN.
+LINGER_SECONDS = 2.0
 
 REQUEST_HEAD_TIMEOUTS = Counter(
     "order_api_http_request_head_timeouts",
@@ -73,6 +75,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.head_timeout_seconds = head_timeout_seconds
         self.security_headers = security_headers
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -115,7 +118,23 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             return
         answer = request_timeout_response(self.server_state.default_headers, self.security_headers)
         self.transport.write(answer)
-        self.transport.close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Send FIN after the 408, then discard what the client still sends, briefly: a socket
+        closed with unread bytes answers with RST, which can destroy the 408 before it is read."""
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # after the 408: read only so the kernel does not reset the connection
+        super().data_received(data)
 
 
 def head_deadline_protocol(
