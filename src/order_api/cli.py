@@ -272,6 +272,7 @@ def stack(
         typer.echo(f"order-api: {api_processes} API ports from {port} pass 65535", err=True)
         raise typer.Exit(code=2)
     upgrade_or_exit(settings)
+    logger.info("migrations_applied", database="postgresql")
     plan = StackPlan(
         host=host,
         first_port=port,
