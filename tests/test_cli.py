@@ -252,7 +252,13 @@ class RunningServer:
         return self.wait()
 
     def wait(self) -> str:
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # The last lines say which stop step hung: the only clue once the process is gone.
+            tail = "".join(self.stderr_lines[-40:])
+            message = f"the server did not stop within 60 s; its log ends:\n{tail}"
+            raise AssertionError(message) from None
         self._reader.join(timeout=60)
         assert self.process.stdout is not None
         self.stdout = self.process.stdout.read()
