@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from order_api.db import SessionDep
 from order_api.errors import Unauthorized
+from order_api.json_bodies import UniqueKeysRoute
 
-router = APIRouter(prefix="/__test__", include_in_schema=False)
+router = APIRouter(prefix="/__test__", include_in_schema=False, route_class=UniqueKeysRoute)
 TEST_BEARER = "Bearer let-me-in"
 
 

@@ -18,6 +18,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_api.db import DatabaseUnreachable
+from order_api.json_bodies import DUPLICATE_KEY
 from order_api.observability import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -257,7 +258,11 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(error["type"] == "json_invalid" for error in errors):
-        reason = errors[0].get("ctx", {}).get("error", "invalid JSON")
+        reason = str(errors[0].get("ctx", {}).get("error", "invalid JSON"))
+        if reason.startswith(DUPLICATE_KEY):
+            # Well-formed JSON, but two values for one field: the content is what is invalid.
+            duplicate = {"loc": ["body"], "msg": reason, "type": "duplicate_key"}
+            return ValidationFailed(extra={"errors": [duplicate]}).to_response()
         return MalformedJSON(f"The body is not valid JSON: {reason}.").to_response()
     whole_body_rejected = any(tuple(error["loc"]) == ("body",) for error in errors)
     if whole_body_rejected and not _sends_json(request):

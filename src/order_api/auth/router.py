@@ -9,10 +9,11 @@ from order_api.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
 from order_api.auth.schemas import RefreshRequest, TokenPair
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.json_bodies import UniqueKeysRoute
 from order_api.throttling import ClientAddressDep, RateLimitsDep
 from order_api.users.password_policy import MAX_LENGTH
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UniqueKeysRoute)
 
 
 def no_store(response: Response) -> None:

@@ -10,6 +10,7 @@ from order_api.auth.dependencies import CurrentUser, StaffUser
 from order_api.config import CurrencyDep
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.json_bodies import UniqueKeysRoute
 from order_api.orders import idempotency, service
 from order_api.orders.schemas import (
     IdempotencyKey,
@@ -23,7 +24,7 @@ from order_api.orders.schemas import (
 from order_api.orders.stream_socket import serve_order_stream
 from order_api.throttling import RateLimitsDep
 
-router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueKeysRoute)
 
 
 @router.post(

@@ -10,6 +10,7 @@ from order_api.auth.dependencies import StaffUser, optional_user
 from order_api.config import CurrencyDep
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.json_bodies import UniqueKeysRoute
 from order_api.products import service
 from order_api.products.schemas import (
     PopularProduct,
@@ -21,7 +22,7 @@ from order_api.products.schemas import (
 )
 from order_api.users.models import Role, User
 
-router = APIRouter(prefix="/api/v1/products", tags=["products"])
+router = APIRouter(prefix="/api/v1/products", tags=["products"], route_class=UniqueKeysRoute)
 
 
 def get_cache(request: Request) -> Cache:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from order_api.auth.dependencies import AdminUser, CurrentUser, PasswordsDep, StaffUser
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
+from order_api.json_bodies import UniqueKeysRoute
 from order_api.throttling import ClientAddressDep, RateLimitsDep
 from order_api.users import service
 from order_api.users.schemas import (
@@ -19,7 +20,7 @@ from order_api.users.schemas import (
     UserUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=UniqueKeysRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 429))

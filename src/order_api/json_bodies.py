@@ -1,0 +1,52 @@
+"""JSON request bodies with each object's keys once: `{"quantity": 1, "quantity": 50}` is refused.
+
+Python's json keeps the last duplicate silently, so a proxy, a signature check or a log that reads
+the first one would see another request than the service acts on. Written here because FastAPI
+and Starlette offer no switch for it: one route class, used by every router that takes JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+DUPLICATE_KEY = "duplicate key"
+
+
+class DuplicateKeyError(json.JSONDecodeError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{DUPLICATE_KEY} {key!r}", "", 0)
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: the object as a dict, refused when a key repeats."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+class UniqueKeysRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), object_pairs_hook=unique_keys)
+        return self._json
+
+
+class UniqueKeysRoute(APIRoute):
+    """A route whose JSON body is parsed by `UniqueKeysRequest`; FastAPI answers the refusal as
+    invalid JSON, which `errors.validation_error_handler` turns into a 422 naming the key."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parse_with_unique_keys(request: Request) -> Response:
+            return await handler(UniqueKeysRequest(request.scope, request.receive))
+
+        return parse_with_unique_keys
