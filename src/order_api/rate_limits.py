@@ -11,7 +11,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from ipaddress import IPv6Address, ip_address, ip_network
+from ipaddress import IPv6Address, ip_network
 
 import redis.asyncio
 import structlog
@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from order_api.config import Settings
 from order_api.errors import TooManyRequests
 from order_api.fields import normalise_email
+from order_api.networks import plain_address
 
 logger = structlog.get_logger(__name__)
 
@@ -219,13 +220,10 @@ class RateLimits:
 def address_key(address: str) -> str:
     """The address's key in the limiter: an IPv6 client is its /64 (one subscriber's usual
     allocation, so it cannot rotate through addresses), an IPv4-mapped one its IPv4 address."""
-    try:
-        parsed = ip_address(address)
-    except ValueError:
+    parsed = plain_address(address)
+    if parsed is None:
         return address
     if isinstance(parsed, IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
         return str(ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
 

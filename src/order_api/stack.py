@@ -110,17 +110,17 @@ def order_api_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "order_api", *arguments]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Child:
     name: str
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
-    process: asyncio.subprocess.Process | None = field(default=None, repr=False)
 
-    def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signum)
+
+def send_signal(process: asyncio.subprocess.Process, signum: int) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
 
 
 @dataclass
@@ -197,7 +197,6 @@ class Stack:
             limit=OUTPUT_LINE_LIMIT,
             preexec_fn=ending_with_this_process(),
         )
-        child.process = process
         logger.info("stack_process_started", name=child.name, pid=process.pid)
         copying = asyncio.create_task(self.copy_output(child.name, process))
         waiting = asyncio.create_task(process.wait())
@@ -205,21 +204,23 @@ class Stack:
         await asyncio.wait([waiting, stop_requested], return_when=asyncio.FIRST_COMPLETED)
         stop_requested.cancel()
         if not waiting.done():
-            await self.stop(child, waiting)
+            await self.stop(child.name, process, waiting)
         await copying
         # A killed child cannot drop its own live gauges from the shared metrics directory.
         mark_this_process_dead(process.pid)
         return await waiting
 
-    async def stop(self, child: Child, waiting: asyncio.Task[int]) -> None:
-        child.signal(signal.SIGTERM)
+    async def stop(
+        self, name: str, process: asyncio.subprocess.Process, waiting: asyncio.Task[int]
+    ) -> None:
+        send_signal(process, signal.SIGTERM)
         forced = asyncio.create_task(self.forced.wait())
         grace = self.plan.stop_grace_seconds + STOP_MARGIN_SECONDS
         await asyncio.wait([waiting, forced], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
         if not waiting.done():
-            logger.warning("stack_process_killed", name=child.name)
-            child.signal(signal.SIGKILL)
+            logger.warning("stack_process_killed", name=name)
+            send_signal(process, signal.SIGKILL)
             await waiting
 
     async def copy_output(self, name: str, process: asyncio.subprocess.Process) -> None:

@@ -14,19 +14,11 @@ from order_api.orders.models import Order
 from order_api.products.models import Product
 from tests.accounts import PASSWORD, bearer
 from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env
+from tests.stream.test_two_processes import log_in
 from tests.support import make_settings
 from tests.test_cli import running_server
 
 BUYERS, STOCK = 24, 5
-
-
-async def token(client: httpx2.AsyncClient, email: str, password: str) -> str:
-    response = await client.post(
-        "/api/v1/auth/token", data={"username": email, "password": password}
-    )
-    assert response.status_code == 200, response.text
-    access: str = response.json()["access_token"]
-    return access
 
 
 async def buy(url: str, access_token: str, product_id: str) -> int:
@@ -47,7 +39,7 @@ async def test_buyers_on_two_processes_get_exactly_the_stock(
     try:
         with running_server(tmp_path, "--workers", "2", **env) as server:
             async with httpx2.AsyncClient(base_url=server.url, timeout=60) as http:
-                admin = await token(http, *ADMIN)
+                admin = await log_in(http, *ADMIN)
                 product = await http.post(
                     "/api/v1/products",
                     json={"name": "Last few", "price_cents": 100, "stock": STOCK},
@@ -59,7 +51,7 @@ async def test_buyers_on_two_processes_get_exactly_the_stock(
                     email = f"buyer{index}@example.com"
                     body = {"email": email, "password": PASSWORD, "full_name": "Buyer"}
                     assert (await http.post("/api/v1/users", json=body)).status_code == 201
-                    tokens.append(await token(http, email, PASSWORD))
+                    tokens.append(await log_in(http, email))
             statuses = await asyncio.gather(
                 *(buy(server.url, t, product.json()["id"]) for t in tokens)
             )
