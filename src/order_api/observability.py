@@ -209,7 +209,8 @@ class RequestContextMiddleware:
 
 def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -> str | None:
     """Log the line; hand back the route template it named (None when no route matched)."""
-    route: str | None = getattr(scope.get("route"), "path", None)
+    # `path_format` drops convertors: `/orders/{order_id}`, as in the schema, not `{order_id:uuid}`.
+    route: str | None = getattr(scope.get("route"), "path_format", None)
     access_logger.info(
         event,
         route=route,

@@ -183,7 +183,10 @@ async def test_reading_an_unknown_or_malformed_user_id(shop: Shop) -> None:
     unknown = await shop.client.get(user_url(uuid.uuid4()), headers=admin.headers)
     assert_problem(unknown, 404, "not_found")
     malformed = await shop.client.get(user_url("not-a-uuid"), headers=admin.headers)
-    assert_problem(malformed, 422, "validation_error")
+    assert_problem(malformed, 404, "not_found")
+    me = await shop.client.delete("/api/v1/users/me", headers=admin.headers)
+    assert_problem(me, 405, "method_not_allowed")
+    assert me.headers["allow"] == "GET, PATCH"
 
 
 async def test_an_admin_changes_name_email_role_and_active_flag(shop: Shop) -> None:

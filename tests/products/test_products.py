@@ -321,9 +321,20 @@ async def test_only_staff_change_the_catalogue(
 # Reading and listing
 
 
-async def test_a_malformed_id_is_422_and_a_random_one_404(shop: Shop) -> None:
-    assert_field_error(await shop.client.get(f"{PRODUCTS}/not-a-uuid"), ["path", "product_id"])
+async def test_a_malformed_id_and_a_random_one_are_both_404(shop: Shop) -> None:
+    """An id that is not a UUID names no product, exactly like an unknown one."""
+    assert_problem(await shop.client.get(f"{PRODUCTS}/not-a-uuid"), 404, "not_found")
     assert_problem(await shop.client.get(f"{PRODUCTS}/{uuid.uuid4()}"), 404, "not_found")
+    upper_case = str(uuid.uuid4()).upper()
+    assert_problem(await shop.client.get(f"{PRODUCTS}/{upper_case}"), 404, "not_found")
+
+
+async def test_other_methods_on_popular_are_405_not_a_bad_id(shop: Shop) -> None:
+    staff = await shop.account(Role.STAFF)
+    for method in ("PATCH", "DELETE"):
+        response = await shop.client.request(method, f"{PRODUCTS}/popular", headers=staff.headers)
+        assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "GET"
 
 
 async def test_listing_is_sorted_by_name(shop: Shop) -> None:
@@ -433,8 +444,8 @@ async def test_a_bad_token_on_the_public_listing_is_401(shop: Shop) -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"price_cents": "1999"}, {"price_cents": 19.99}, {"stock": 5.0}, {"is_active": "yes"}],
-    ids=["price-string", "price-float", "stock-float", "active-string"],
+    [{"price_cents": "1999"}, {"price_cents": 19.99}, {"stock": True}, {"is_active": "yes"}],
+    ids=["price-string", "price-fraction", "stock-bool", "active-string"],
 )
 async def test_numbers_and_flags_must_have_their_json_types(
     shop: Shop, fields: dict[str, object]

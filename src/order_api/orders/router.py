@@ -62,18 +62,19 @@ async def list_orders(
     return OrderPage(items=items, total=total, page=query.page, page_size=query.page_size)
 
 
-@router.get("/{order_id}", responses=problem_responses(401, 404))
+# `:uuid`: "ws" is no id, so an HTTP request to the socket's path is a 404, not a bad id.
+@router.get("/{order_id:uuid}", responses=problem_responses(401, 404))
 async def read_order(session: SessionDep, viewer: CurrentUser, order_id: uuid.UUID) -> OrderRead:
     return OrderRead.model_validate(await service.get_order(session, viewer, order_id))
 
 
-@router.post("/{order_id}/cancel", responses=problem_responses(401, 404, 409))
+@router.post("/{order_id:uuid}/cancel", responses=problem_responses(401, 404, 409))
 async def cancel_order(session: SessionDep, actor: CurrentUser, order_id: uuid.UUID) -> OrderRead:
     """Cancel: the customer while it is pending, staff until it ships. Stock is returned."""
     return OrderRead.model_validate(await service.cancel_order(session, actor, order_id))
 
 
-@router.post("/{order_id}/status", responses=problem_responses(401, 403, 404, 409))
+@router.post("/{order_id:uuid}/status", responses=problem_responses(401, 403, 404, 409))
 async def change_status(
     session: SessionDep, actor: StaffUser, order_id: uuid.UUID, body: StatusChange
 ) -> OrderRead:
@@ -82,7 +83,7 @@ async def change_status(
     return OrderRead.model_validate(order)
 
 
-@router.get("/{order_id}/events", responses=problem_responses(401, 404))
+@router.get("/{order_id:uuid}/events", responses=problem_responses(401, 404))
 async def order_events(
     session: SessionDep, viewer: CurrentUser, order_id: uuid.UUID
 ) -> list[OrderEventRead]:

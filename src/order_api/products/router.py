@@ -61,7 +61,8 @@ async def popular(
     return await service.popular_products(session, cache, currency)
 
 
-@router.get("/{product_id}", responses=problem_responses(404), openapi_extra=OPTIONAL_AUTH)
+# `:uuid`: "popular" is no id, so `PATCH /popular` is a 405 rather than a call with a bad id.
+@router.get("/{product_id:uuid}", responses=problem_responses(404), openapi_extra=OPTIONAL_AUTH)
 async def read_product(
     session: SessionDep, currency: CurrencyDep, user: OptionalUser, product_id: uuid.UUID
 ) -> ProductRead:
@@ -76,7 +77,7 @@ async def create_product(
     return ProductRead.of(await service.create_product(session, cache, body), currency)
 
 
-@router.patch("/{product_id}", responses=problem_responses(401, 403, 404))
+@router.patch("/{product_id:uuid}", responses=problem_responses(401, 403, 404))
 async def update_product(
     session: SessionDep,
     cache: CacheDep,
@@ -91,7 +92,7 @@ async def update_product(
 
 
 @router.delete(
-    "/{product_id}",
+    "/{product_id:uuid}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404),
 )

@@ -62,12 +62,13 @@ async def list_users(
     return UserPage(items=items, total=total, page=query.page, page_size=query.page_size)
 
 
-@router.get("/{user_id}", responses=problem_responses(401, 403, 404))
+# `:uuid`: "me" is no id, so `DELETE /me` is a 405 rather than a call with a bad id.
+@router.get("/{user_id:uuid}", responses=problem_responses(401, 403, 404))
 async def read_user(session: SessionDep, _: AdminUser, user_id: uuid.UUID) -> UserRead:
     return UserRead.model_validate(await service.get_user(session, user_id))
 
 
-@router.patch("/{user_id}", responses=problem_responses(401, 403, 404, 409))
+@router.patch("/{user_id:uuid}", responses=problem_responses(401, 403, 404, 409))
 async def update_user(
     session: SessionDep, _: AdminUser, user_id: uuid.UUID, body: UserUpdate
 ) -> UserRead:
@@ -77,7 +78,9 @@ async def update_user(
 
 
 @router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 404, 409)
+    "/{user_id:uuid}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 409),
 )
 async def delete_user(session: SessionDep, actor: CurrentUser, user_id: uuid.UUID) -> None:
     """Deactivate an account (admin, or the user themself): it can no longer log in, and every
