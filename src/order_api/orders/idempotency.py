@@ -37,6 +37,10 @@ class KeyReused(ValidationFailed):
     code, title = "idempotency_key_reused", "Idempotency key reused"
     default_detail = "This Idempotency-Key was used with a different request body."
 
+    def __init__(self) -> None:
+        field_error = {"loc": ["header", "Idempotency-Key"], "msg": self.default_detail}
+        super().__init__(extra={"errors": [{**field_error, "type": self.code}]})
+
 
 class RequestInProgress(Conflict):
     code, title = "request_in_progress", "Request in progress"
