@@ -9,53 +9,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx2
+
+from tests.openapi_walk import Schema, response_schemas, schema_nodes
 
 # A password, any hash or secret, and the outbox's and idempotency records' internals.
 FORBIDDEN_PROPERTY = re.compile(r"password|hash|secret|lease|attempts|request_body", re.IGNORECASE)
 
 
-def resolve(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
-    reference = schema.get("$ref")
-    if reference is None:
-        return schema
-    target: dict[str, Any] = document
-    for part in reference.removeprefix("#/").split("/"):
-        target = target[part]
-    return target
-
-
-def property_names(
-    schema: dict[str, Any], document: dict[str, Any], seen: set[str] | None = None
-) -> Iterator[str]:
+def property_names(schema: Schema, document: Schema) -> Iterator[str]:
     """Every property name reachable from `schema`, through refs, arrays and unions."""
-    seen = set() if seen is None else seen
-    reference = schema.get("$ref")
-    if reference is not None:
-        if reference in seen:
-            return
-        seen.add(reference)
-    schema = resolve(schema, document)
-    for name, child in schema.get("properties", {}).items():
-        yield name
-        yield from property_names(child, document, seen)
-    for key in ("items", "additionalProperties"):
-        if isinstance(schema.get(key), dict):
-            yield from property_names(schema[key], document, seen)
-    for key in ("anyOf", "oneOf", "allOf"):
-        for child in schema.get(key, []):
-            yield from property_names(child, document, seen)
-
-
-def response_schemas(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
-            for status, response in operation.get("responses", {}).items():
-                for content in resolve(response, document).get("content", {}).values():
-                    if "schema" in content:
-                        yield f"{method.upper()} {path} {status}", content["schema"]
+    names = (name for name, _ in schema_nodes(schema, document))
+    return (name for name in names if name is not None)
 
 
 async def test_no_response_schema_offers_a_secret_or_internal_field(

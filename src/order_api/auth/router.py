@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Response, status
+from pydantic.json_schema import SkipJsonSchema
 
 from order_api.auth import service
 from order_api.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
@@ -32,7 +33,8 @@ async def issue_token(
     response: Response,
     username: Annotated[str, Form(max_length=320, description="The account's e-mail address.")],
     password: Annotated[str, Form(min_length=1, max_length=MAX_LENGTH)],
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+    # A form cannot send null, so the schema offers only the string.
+    grant_type: Annotated[Literal["password"] | SkipJsonSchema[None], Form()] = None,
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> TokenPair:
     """Log in with the OAuth2 password form (`username` is the e-mail address). Attempts, right

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from order_api.fields import AS_INTEGER
 from order_api.orders.models import OrderStatus
 from order_api.pagination import Page, PageQuery
 from order_api.products.schemas import PriceCents
@@ -27,7 +28,7 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True), AS_INTEGER]
     unit_price_cents: PriceCents | None = Field(
         default=None,
         description="The price the customer saw; the order is refused (409) if it changed.",

@@ -7,18 +7,19 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
-from order_api.fields import Paragraphs, PartialUpdate, SearchText, SingleLine
+from order_api.fields import AS_INTEGER, Paragraphs, PartialUpdate, SearchText, SingleLine
 from order_api.pagination import Page, PageQuery
 from order_api.products.models import Product
 
 MAX_PRICE_CENTS = 100_000_000  # one million in the shop's currency
 MAX_STOCK = 1_000_000
 
-# Strict: `true`, `"5"` and `5.0` are not numbers of units or cents.
 PriceCents = Annotated[
-    int, Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="Minor units (cents).")
+    int,
+    Field(ge=0, le=MAX_PRICE_CENTS, strict=True, description="Minor units (cents)."),
+    AS_INTEGER,
 ]
-Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True)]
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True), AS_INTEGER]
 
 
 class ProductCreate(BaseModel):

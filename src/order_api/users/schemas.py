@@ -37,6 +37,13 @@ class UserPage(Page[UserRead]):
 
 
 class OwnProfileUpdate(PartialUpdate):
+    # The rule below, in the schema's words, so clients and fuzzers see it too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "dependentRequired": {"email": ["current_password"], "password": ["current_password"]}
+        }
+    )
+
     full_name: SingleLine | SkipJsonSchema[None] = None
     email: EmailAddress | SkipJsonSchema[None] = None
     password: NewPassword | SkipJsonSchema[None] = None
