@@ -11,12 +11,14 @@ from typing import Any
 import redis.asyncio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api import __version__, api_docs, diagnostics
 from order_api.adapters.cache import InProcessCache, RedisCache
 from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.adapters.redis_connection import connect_redis
+from order_api.api_links import add_links
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.board.router import router as board_router
@@ -91,6 +93,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        # operationId = the route's name (`place_order`): stable, readable, and what links name.
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -125,11 +129,15 @@ def create_app(settings: Settings) -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            app.openapi_schema = document_problems(schema)
+            app.openapi_schema = add_links(document_problems(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def passwords_from(settings: Settings) -> Passwords:

@@ -20,7 +20,7 @@ async def live() -> Liveness:
     return Liveness()
 
 
-@router.get("", summary="Readiness, per component", responses=READINESS_RESPONSES)
+@router.get("", summary="Readiness, per component", responses=READINESS_RESPONSES, name="health")
 @router.get("/ready", summary="Readiness, per component", responses=READINESS_RESPONSES)
 async def ready(request: Request, response: Response) -> Readiness:
     settings = request.app.state.settings
