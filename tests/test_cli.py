@@ -11,8 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx2
@@ -267,11 +267,18 @@ class RunningServer:
 
 def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
     """Started, and answering: with `--workers N`, only once all N processes have started."""
+    return start_server_with(tmp_path, options, command_env(tmp_path, **env))
+
+
+def start_server_with(
+    tmp_path: Path, options: Sequence[str], environ: Mapping[str, str]
+) -> RunningServer:
+    """`start_server` with the whole environment given."""
     port = free_port()
     process = subprocess.Popen(
         [ORDER_API, "serve", "--port", str(port), *options],
         cwd=tmp_path,
-        env=command_env(tmp_path, **env),
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -292,10 +299,15 @@ def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
     return server
 
 
-@contextmanager
-def running_server(tmp_path: Path, *options: str, **env: str) -> Iterator[RunningServer]:
+def running_server(
+    tmp_path: Path, *options: str, **env: str
+) -> AbstractContextManager[RunningServer]:
     """`start_server`, killed at the end if the test did not stop it (a failed assertion)."""
-    server = start_server(tmp_path, *options, **env)
+    return killed_at_exit(start_server(tmp_path, *options, **env))
+
+
+@contextmanager
+def killed_at_exit(server: RunningServer) -> Iterator[RunningServer]:
     try:
         yield server
     finally:
