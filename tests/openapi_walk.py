@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 Schema = dict[str, Any]
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+class Node(NamedTuple):
+    where: str  # e.g. "POST /api/v1/orders body application/json.items[].quantity"
+    name: str | None  # the property this node describes (None for a root)
+    schema: Schema
 
 
 def resolve(schema: Schema, document: Schema) -> Schema:
@@ -19,32 +26,35 @@ def resolve(schema: Schema, document: Schema) -> Schema:
 
 
 def schema_nodes(
-    schema: Schema, document: Schema, name: str | None = None, seen: set[str] | None = None
-) -> Iterator[tuple[str | None, Schema]]:
-    """Each node reachable from `schema` through refs, properties, arrays and unions, with the
-    name of the property it describes (None for the root and array items)."""
-    seen = set() if seen is None else seen
+    where: str,
+    schema: Schema,
+    document: Schema,
+    name: str | None = None,
+    seen: frozenset[str] = frozenset(),
+) -> Iterator[Node]:
+    """Each node reachable from `schema` through refs, properties, arrays and unions."""
     reference = schema.get("$ref")
     if reference is not None:
         if reference in seen:
-            return
-        seen.add(reference)
+            return  # a recursive schema: its nodes were walked on the way in
+        seen = seen | {reference}
     schema = resolve(schema, document)
-    yield name, schema
+    yield Node(where, name, schema)
     for child_name, child in schema.get("properties", {}).items():
-        yield from schema_nodes(child, document, child_name, seen)
+        yield from schema_nodes(f"{where}.{child_name}", child, document, child_name, seen)
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
-            yield from schema_nodes(schema[key], document, name, seen)
+            yield from schema_nodes(f"{where}[]", schema[key], document, name, seen)
     for key in ("anyOf", "oneOf", "allOf"):
         for child in schema.get(key, []):
-            yield from schema_nodes(child, document, name, seen)
+            yield from schema_nodes(where, child, document, name, seen)
 
 
 def operations(document: Schema) -> Iterator[tuple[str, Schema]]:
     for path, path_item in document["paths"].items():
         for method, operation in path_item.items():
-            yield f"{method.upper()} {path}", operation
+            if method in HTTP_METHODS:
+                yield f"{method.upper()} {path}", operation
 
 
 def response_schemas(document: Schema) -> Iterator[tuple[str, Schema]]:
@@ -55,12 +65,21 @@ def response_schemas(document: Schema) -> Iterator[tuple[str, Schema]]:
                     yield f"{where} {status}", content["schema"]
 
 
-def request_schemas(document: Schema) -> Iterator[tuple[str, Schema]]:
-    """The schema of every parameter and request body, named by operation and input."""
-    for where, operation in operations(document):
-        for parameter in operation.get("parameters", []):
-            parameter = resolve(parameter, document)
-            yield f"{where} {parameter['in']} {parameter['name']}", parameter["schema"]
-        body = resolve(operation.get("requestBody", {}), document)
-        for media_type, content in body.get("content", {}).items():
-            yield f"{where} body {media_type}", content["schema"]
+def request_inputs(document: Schema) -> Iterator[tuple[str, Schema]]:
+    """(where, schema) of every input of every operation: parameters and request bodies."""
+    for path, path_item in document["paths"].items():
+        shared = path_item.get("parameters", [])
+        for where, operation in operations({"paths": {path: path_item}}):
+            for parameter in [*shared, *operation.get("parameters", [])]:
+                parameter = resolve(parameter, document)
+                # The parameter's own name counts, not only the names inside its schema.
+                schema = {"properties": {parameter["name"]: parameter.get("schema", {})}}
+                yield f"{where} {parameter['in']} {parameter['name']}", schema
+            body = resolve(operation.get("requestBody", {}), document)
+            for media_type, content in body.get("content", {}).items():
+                yield f"{where} body {media_type}", content.get("schema", {})
+
+
+def request_nodes(document: Schema) -> Iterator[Node]:
+    for where, schema in request_inputs(document):
+        yield from schema_nodes(where, schema, document)

@@ -20,7 +20,7 @@ FORBIDDEN_PROPERTY = re.compile(r"password|hash|secret|lease|attempts|request_bo
 
 def property_names(schema: Schema, document: Schema) -> Iterator[str]:
     """Every property name reachable from `schema`, through refs, arrays and unions."""
-    names = (name for name, _ in schema_nodes(schema, document))
+    names = (node.name for node in schema_nodes("response", schema, document))
     return (name for name in names if name is not None)
 
 
