@@ -29,9 +29,14 @@ def reject_control_characters_but_line_breaks(value: str) -> str:
     return value
 
 
+# What JSON Schema's `\s` is (ECMA-262): Python's whitespace and U+FEFF, which `str.strip` keeps.
+_BLANKS = "".join(character for character in map(chr, range(0x3001)) if character.isspace())
+BLANKS = _BLANKS + "\ufeff"
+
+
 def single_line(value: str) -> str:
     """Control characters are refused before trimming, so the schema's pattern says it exactly."""
-    stripped = reject_control_characters(value).strip()
+    stripped = reject_control_characters(value).strip(BLANKS)
     if not stripped:
         raise ValueError("must not be blank")
     return stripped
@@ -54,6 +59,9 @@ def normalise_email(value: str) -> str:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
+    # RFC 5321's limit, which email-validator leaves to its strict mode; the schema states it.
+    if len(checked.local_part) > 64:
+        raise ValueError("The part before the @-sign is longer than 64 characters.")
     return checked.normalized.lower()
 
 
@@ -88,14 +96,16 @@ SearchText = Annotated[
     Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN}),
 ]
 # The ASCII addresses email-validator accepts, as a pattern: a dot-atom of at most 64 characters,
-# DNS labels, a top level that ends in a letter and is not special-use (.test, .local...). So a
-# schema-valid address is never refused; internationalised ones are accepted beyond it.
+# DNS labels (none with "--" at 3-4, which IDNA reserves), a top level that ends in a letter and
+# is not special-use (.test, .local...). So a schema-valid address is never refused;
+# internationalised ones (and valid xn-- labels) are accepted beyond it.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_NOT_RESERVED = r"(?![A-Za-z0-9]{2}--)"
+_LABEL = rf"{_NOT_RESERVED}[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
 _SPECIAL_USE = "|".join(
     "".join(f"[{letter}{letter.upper()}]" for letter in name) for name in SPECIAL_USE_DOMAIN_NAMES
 )
-_TOP_LEVEL = rf"(?!(?:{_SPECIAL_USE})$)(?:[A-Za-z0-9][A-Za-z0-9-]{{0,61}})?[A-Za-z]"
+_TOP_LEVEL = rf"(?!(?:{_SPECIAL_USE})$){_NOT_RESERVED}(?:[A-Za-z0-9][A-Za-z0-9-]{{0,61}})?[A-Za-z]"
 EMAIL_PATTERN = rf"^(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TOP_LEVEL}$"
 EmailAddress = Annotated[
     str,

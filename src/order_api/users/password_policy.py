@@ -6,7 +6,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -30,6 +30,8 @@ NewPassword = Annotated[
     str,
     StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH),
     AfterValidator(reject_common_password),
+    # The one rule the schema cannot state as a constraint, so at least it says it.
+    Field(description="12-128 characters, and not one of the 10,000 most common passwords."),
 ]
 # What a login or a `current_password` may be: anything up to the maximum a password can have.
 GivenPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH)]
