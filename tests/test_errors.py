@@ -25,6 +25,8 @@ def assert_problem(response: httpx2.Response, status: int, code: str) -> dict[st
     assert body["title"]
     assert body["detail"]
     assert body["request_id"] == response.headers[REQUEST_ID_HEADER]
+    if status == 422:  # decision 82: every 422 names its fields, as the one 422 schema says
+        assert body["errors"], body
     return body
 
 

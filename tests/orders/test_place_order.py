@@ -123,10 +123,16 @@ async def test_a_changed_price_is_refused_naming_the_product_and_reserves_nothin
     assert await row_counts(shop) == before
 
 
-async def test_an_unknown_product_is_unavailable_naming_it(shop: Shop, customer: Account) -> None:
+async def test_an_unknown_product_is_unavailable_naming_its_line(
+    shop: Shop, staff: Account, customer: Account
+) -> None:
+    beans = await create_product(shop, staff.headers, stock=5)
     unknown = str(uuid.uuid4())
-    response = await order(shop, customer.headers, [{"product_id": unknown, "quantity": 1}])
-    assert assert_problem(response, 422, "product_unavailable")["product_id"] == unknown
+    lines = [{"product_id": beans["id"], "quantity": 1}, {"product_id": unknown, "quantity": 1}]
+    problem = assert_problem(await order(shop, customer.headers, lines), 422, "product_unavailable")
+    assert problem["product_id"] == unknown
+    assert [error["loc"] for error in problem["errors"]] == [["body", "items", 1, "product_id"]]
+    assert await stock_of(shop, beans["id"]) == 5
 
 
 async def test_an_inactive_product_is_unavailable_naming_it(

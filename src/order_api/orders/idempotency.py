@@ -38,7 +38,8 @@ class KeyReused(ValidationFailed):
     default_detail = "This Idempotency-Key was used with a different request body."
 
     def __init__(self) -> None:
-        field_error = {"loc": ["header", "Idempotency-Key"], "msg": self.default_detail}
+        # The location FastAPI gives the same header when it fails validation.
+        field_error = {"loc": ["header", "idempotency-key"], "msg": self.default_detail}
         super().__init__(extra={"errors": [{**field_error, "type": self.code}]})
 
 

@@ -34,14 +34,27 @@ def is_staff(user: User) -> bool:
     return user.role in (Role.STAFF, Role.ADMIN)
 
 
+def naming_the_line(
+    refusal: products_service.ProductUnavailable, data: OrderCreate
+) -> products_service.ProductUnavailable:
+    """Like every 422, the refusal names the field: the line of the product (decision 82)."""
+    product_id = refusal.extra["product_id"]
+    line = next(i for i, item in enumerate(data.items) if str(item.product_id) == product_id)
+    location = ["body", "items", line, "product_id"]
+    refusal.extra["errors"] = [{"loc": location, "msg": refusal.detail, "type": refusal.code}]
+    return refusal
+
+
 async def place_order(
     session: AsyncSession, customer: User, data: OrderCreate, currency: str
 ) -> Order:
     """Reserve every line's stock, snapshot names and prices, record the order and its e-mail."""
     quantities = {item.product_id: item.quantity for item in data.items}
-    reserved = {
-        line.product_id: line for line in await products_service.reserve_stock(session, quantities)
-    }
+    try:
+        reserved_lines = await products_service.reserve_stock(session, quantities)
+    except products_service.ProductUnavailable as refusal:
+        raise naming_the_line(refusal, data) from None
+    reserved = {line.product_id: line for line in reserved_lines}
     for item in data.items:
         current = reserved[item.product_id].unit_price_cents
         if item.unit_price_cents is not None and item.unit_price_cents != current:

@@ -202,10 +202,9 @@ async def _explain_refusal(session: AsyncSession, product_id: uuid.UUID, quantit
     product = await session.get(Product, product_id, populate_existing=True)
     extra = {"product_id": str(product_id)}
     if product is None or not product.is_active:
-        detail = f"Product {product_id} does not exist or is not for sale."
-        # Like every 422, it names the field: clients read one shape of validation problem.
-        field_error = {"loc": ["body", "items"], "msg": detail, "type": ProductUnavailable.code}
-        raise ProductUnavailable(detail, extra={**extra, "errors": [field_error]})
+        raise ProductUnavailable(
+            f"Product {product_id} does not exist or is not for sale.", extra=extra
+        )
     raise InsufficientStock(
         f"Only {product.stock} of {product.name!r} ({product_id}) left; {quantity} requested.",
         extra={**extra, "available": product.stock},
