@@ -13,9 +13,9 @@ import pytest
 from order_api.users.models import Role
 from tests.accounts import Shop, bearer
 from tests.authz_matrix import MATRIX, Caller, Operation, Outcome, RequestContext, Rule
+from tests.openapi_walk import HTTP_METHODS
 from tests.test_errors import assert_problem
 
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 USERS = "/api/v1/users"
 
 DENIALS: dict[Outcome, tuple[int, str]] = {

@@ -325,8 +325,15 @@ async def test_a_malformed_id_and_a_random_one_are_both_404(shop: Shop) -> None:
     """An id that is not a UUID names no product, exactly like an unknown one."""
     assert_problem(await shop.client.get(f"{PRODUCTS}/not-a-uuid"), 404, "not_found")
     assert_problem(await shop.client.get(f"{PRODUCTS}/{uuid.uuid4()}"), 404, "not_found")
-    upper_case = str(uuid.uuid4()).upper()
-    assert_problem(await shop.client.get(f"{PRODUCTS}/{upper_case}"), 404, "not_found")
+
+
+async def test_an_id_in_capitals_or_without_hyphens_names_the_same_product(shop: Shop) -> None:
+    staff = await shop.account(Role.STAFF)
+    product = await create_product(shop, staff.headers)
+    for spelling in (product["id"].upper(), product["id"].replace("-", "")):
+        response = await shop.client.get(f"{PRODUCTS}/{spelling}")
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] == product["id"]
 
 
 async def test_other_methods_on_popular_are_405_not_a_bad_id(shop: Shop) -> None:

@@ -8,7 +8,6 @@ routes live inside `original_router`, under the include's prefix), not through t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 
 import httpx2
@@ -17,9 +16,9 @@ from fastapi import APIRouter, FastAPI
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from tests.accounts import ShopFactory
+from tests.openapi_walk import HTTP_METHODS
 from tests.test_errors import assert_problem
 
-HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # (kind, method, path): kind is "http", "websocket" or "mount" (a prefix with files under it).
 ServedRoute = tuple[str, str, str]
 
@@ -52,11 +51,6 @@ PROBED_PATHS = [
 ]
 
 
-def template(path: str) -> str:
-    """`/users/{user_id:uuid}` as the schema writes it: `/users/{user_id}`."""
-    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
-
-
 def served_routes(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[ServedRoute]:
     for route in routes:
         included = getattr(route, "original_router", None)
@@ -66,14 +60,14 @@ def served_routes(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[Ser
         elif isinstance(route, Route):
             # HEAD is answered wherever GET is and is documented nowhere (decisions.md 10).
             for method in sorted((route.methods or set()) - {"HEAD"}):
-                yield "http", method, template(prefix + route.path)
+                yield "http", method, prefix + route.path_format
         elif isinstance(route, WebSocketRoute):
-            yield "websocket", "*", template(prefix + route.path)
+            yield "websocket", "*", prefix + route.path_format
         elif isinstance(route, Mount):
-            yield "mount", "*", template(prefix + route.path)
+            yield "mount", "*", prefix + route.path
         else:
             # A kind of route this walk does not know cannot be proven documented.
-            yield "unknown", type(route).__name__, template(prefix + getattr(route, "path", "?"))
+            yield "unknown", type(route).__name__, prefix + getattr(route, "path", "?")
 
 
 def undocumented_routes(

@@ -20,6 +20,7 @@ async def live() -> Liveness:
     return Liveness()
 
 
+# Named apart: a route's name is its operationId, which must be unique in the schema.
 @router.get("", summary="Readiness, per component", responses=READINESS_RESPONSES, name="health")
 @router.get("/ready", summary="Readiness, per component", responses=READINESS_RESPONSES)
 async def ready(request: Request, response: Response) -> Readiness:
