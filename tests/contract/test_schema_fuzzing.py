@@ -171,5 +171,6 @@ async def test_the_live_schema_holds_under_fuzzing(
     assert result.returncode == 0, failures_of(result.stdout + result.stderr)
     assert f"Seed: {SEED}" in result.stdout
     if caller in (Caller.STAFF, Caller.ADMIN):
-        # Their runs create products and orders, so the stateful phase follows the links.
-        assert links_covered(result.stdout) >= 5, result.stdout
+        # Their runs create products and orders, so the stateful phase follows the links (6 to 11
+        # of them in runs here; half of the fewest leaves room for the server's varying answers).
+        assert links_covered(result.stdout) >= 3, result.stdout
