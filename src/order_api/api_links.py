@@ -26,9 +26,6 @@ ORDER_ONE_OF_IT: Link = {
         "items": [{"product_id": "$response.body#/id", "quantity": 1}],
         "payment_method_id": "pm_card_visa",
     },
-    # OpenAPI's `requestBody` is the whole body; Schemathesis merges it into a generated one
-    # unless told, and other generated lines would name products that do not exist.
-    "x-schemathesis": {"merge_body": False},
 }
 # What can follow an order's answer: read it, cancel it, move it, read its history.
 ORDER_FOLLOW_UPS: dict[str, Link] = {

@@ -110,7 +110,6 @@ def run_schemathesis(
 ) -> subprocess.CompletedProcess[str]:
     """`st run` with the project's settings; `account` is the caller's (user id, access token)."""
     env = without_coverage(os.environ)
-    env["SCHEMATHESIS_HOOKS"] = "tests.contract.schemathesis_hooks"
     options = ["--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES)]
     options += ["--generation-database", "none"]
     options += ["--report", "junit", "--report-dir", str(report_dir)]
