@@ -30,15 +30,26 @@ def is_bounded_string(schema: dict[str, Any]) -> bool:
     )
 
 
+# What a node can say instead of a type: its shape comes from these, walked on their own.
+SHAPED_BY = {"properties", "anyOf", "oneOf", "allOf", "enum", "const"}
+
+
 def unbounded(schema: Schema) -> str | None:
-    """What bound `schema` lacks, if it is a string, array or number without an upper one."""
+    """What bound `schema` lacks: a string, array or number without an upper one, or no type
+    at all (an `Any` input takes anything, of any size)."""
     kind = schema.get("type")
-    if kind == "string" and not is_bounded_string(schema):
+    kinds = set(kind) if isinstance(kind, list) else {kind}  # OpenAPI 3.1 allows a list
+    if kind is None and not SHAPED_BY & schema.keys():
+        return "input of any type"
+    if "string" in kinds and not is_bounded_string(schema):
         return "string without maxLength"
-    if kind == "array" and "maxItems" not in schema:
+    if "array" in kinds and "maxItems" not in schema:
         return "array without maxItems"
-    if kind in {"integer", "number"} and not {"maximum", "exclusiveMaximum", "enum"} & set(schema):
-        return f"{kind} without maximum"
+    if (
+        kinds & {"integer", "number"}
+        and not {"maximum", "exclusiveMaximum", "enum"} & schema.keys()
+    ):
+        return f"{'integer' if 'integer' in kinds else 'number'} without maximum"
     return None
 
 
@@ -104,13 +115,17 @@ def test_the_walk_finds_each_kind_of_unbounded_input() -> None:
                         "tag": {"type": "string", "pattern": "^[a-z]{1,8}$"},
                         "lines": {"type": "array", "items": {"type": "string", "maxLength": 5}},
                         "weight": {"type": "number", "minimum": 0},
+                        "anything": {},
+                        "label": {"type": ["string", "null"]},
                     }
                 },
             }
         },
     }
     assert every_unbounded_input(document) == [
+        "POST /things body application/json.anything: input of any type",
         "POST /things body application/json.code: string without maxLength",
+        "POST /things body application/json.label: string without maxLength",
         "POST /things body application/json.lines: array without maxItems",
         "POST /things body application/json.note: string without maxLength",
         "POST /things body application/json.weight: number without maximum",
