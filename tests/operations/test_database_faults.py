@@ -97,7 +97,9 @@ async def test_the_first_requests_after_killed_connections_succeed(
     async with AsyncExitStack() as held:
         for _ in range(3):
             await held.enter_async_context(engine.connect())
-    assert engine.sync_engine.pool.checkedin() >= 3  # type: ignore[attr-defined]
+    pool = engine.sync_engine.pool
+    # Counted in and out: the outbox relay may hold one of them at this very moment.
+    assert pool.checkedin() + pool.checkedout() >= 3  # type: ignore[attr-defined]
 
     assert await kill_backends(database_url) >= 2
     assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
