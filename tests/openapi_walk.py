@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import httpx2
+
 Schema = dict[str, Any]
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -13,6 +15,14 @@ class Node(NamedTuple):
     where: str  # e.g. "POST /api/v1/orders body application/json.items[].quantity"
     name: str | None  # the property this node describes (None for a root)
     schema: Schema
+
+
+async def fetch_schema(client: httpx2.AsyncClient) -> Schema:
+    """The served OpenAPI document."""
+    response = await client.get("/api/openapi.json")
+    assert response.status_code == 200, response.text
+    schema: Schema = response.json()
+    return schema
 
 
 def resolve(schema: Schema, document: Schema) -> Schema:

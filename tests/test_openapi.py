@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import httpx2
 
 from order_api.errors import PROBLEM_MEDIA_TYPE
-from tests.openapi_walk import operations
-
-
-async def fetch_schema(client: httpx2.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/api/openapi.json")
-    assert response.status_code == 200
-    schema: dict[str, Any] = response.json()
-    return schema
+from tests.openapi_walk import fetch_schema, operations
 
 
 async def test_schema_is_openapi_31_with_our_routes(client: httpx2.AsyncClient) -> None:

@@ -30,8 +30,7 @@ def reject_control_characters_but_line_breaks(value: str) -> str:
 
 
 # What JSON Schema's `\s` is (ECMA-262): Python's whitespace and U+FEFF, which `str.strip` keeps.
-_BLANKS = "".join(character for character in map(chr, range(0x3001)) if character.isspace())
-BLANKS = _BLANKS + "\ufeff"
+BLANKS = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "\ufeff"
 
 
 def single_line(value: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from order_api.users.models import Role
 from tests.accounts import Shop, bearer
 from tests.authz_matrix import MATRIX, Caller, Operation, Outcome, RequestContext, Rule
-from tests.openapi_walk import HTTP_METHODS
+from tests.openapi_walk import fetch_schema, operations
 from tests.test_errors import assert_problem
 
 USERS = "/api/v1/users"
@@ -27,14 +27,10 @@ DENIALS: dict[Outcome, tuple[int, str]] = {
 
 async def fetch_operations(shop: Shop) -> dict[Operation, dict[str, Any]]:
     """Every (METHOD, path template) of the served schema, with its OpenAPI operation object."""
-    response = await shop.client.get("/api/openapi.json")
-    assert response.status_code == 200, response.text
-    paths: dict[str, dict[str, Any]] = response.json()["paths"]
+    document = await fetch_schema(shop.client)
     return {
-        (method.upper(), path): operation
-        for path, item in paths.items()
-        for method, operation in item.items()
-        if method in HTTP_METHODS
+        (where.split(" ", 1)[0], where.split(" ", 1)[1]): operation
+        for where, operation in operations(document)
     }
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import httpx2
 import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from tests.accounts import ShopFactory
-from tests.openapi_walk import HTTP_METHODS
+from tests.openapi_walk import HTTP_METHODS, fetch_schema
 from tests.test_errors import assert_problem
 
 # (kind, method, path): kind is "http", "websocket" or "mount" (a prefix with files under it).
@@ -82,19 +81,12 @@ def undocumented_routes(
     return set(served_routes(app.routes)) - operations
 
 
-async def fetch_schema_paths(client: httpx2.AsyncClient) -> dict[str, dict[str, object]]:
-    response = await client.get("/api/openapi.json")
-    assert response.status_code == 200, response.text
-    paths: dict[str, dict[str, object]] = response.json()["paths"]
-    return paths
-
-
 async def test_every_served_route_is_in_the_schema_or_on_the_non_api_list(
     make_shop: ShopFactory,
 ) -> None:
     # Development, not test: the routes a real deployment serves, without the /__test__ ones.
     shop = await make_shop(environment="development")
-    paths = await fetch_schema_paths(shop.client)
+    paths = (await fetch_schema(shop.client))["paths"]
     assert len(paths) >= 15  # the schema is the API's, not an empty document
     # Both directions, so a route dropped from the app also leaves the list.
     assert undocumented_routes(shop.app, paths) == set(NON_API_ROUTES)
@@ -102,7 +94,7 @@ async def test_every_served_route_is_in_the_schema_or_on_the_non_api_list(
 
 async def test_the_test_environment_adds_only_test_routes(make_shop: ShopFactory) -> None:
     shop = await make_shop()  # ENVIRONMENT=test, as the suite runs
-    extra = undocumented_routes(shop.app, await fetch_schema_paths(shop.client))
+    extra = undocumented_routes(shop.app, (await fetch_schema(shop.client))["paths"])
     extra -= set(NON_API_ROUTES)
     assert extra, "the diagnostics routes are expected in the test environment"
     assert all(path.startswith("/__test__/") for _, _, path in extra), extra
