@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,8 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
 from order_api import migrations
-from order_api.db import Base, SessionDep, create_engine, create_sessionmaker
+from order_api.db import (
+    Base,
+    SessionDep,
+    WriteWhileReading,
+    create_engine,
+    create_sessionmaker,
+    reading_session,
+)
 from order_api.errors import Conflict, install_error_handlers
+from order_api.jobs.models import OutboxMessage
 from tests.support import make_settings
 
 # A scratch table that belongs to this test alone; the service's schema comes only from migrations.
@@ -82,7 +91,14 @@ async def probe(engine: AsyncEngine) -> AsyncIterator[CommitProbe]:
         await connection.execute(text(f"CREATE TABLE {SCRATCH} (name VARCHAR(20) PRIMARY KEY)"))
     app = FastAPI()
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.request_gate = asyncio.Semaphore(2)
     install_error_handlers(app)
+
+    @app.get("/rows/{name}")
+    async def read_rows_but_write(name: str, session: SessionDep) -> dict[str, str]:
+        """A GET that breaks HTTP's safety: the reading session refuses the write."""
+        await session.execute(INSERT_ROW, {"name": name})
+        return {"name": name}
 
     @app.post("/rows/{name}")
     async def insert_row(name: str, session: SessionDep, fail: bool = False) -> dict[str, str]:
@@ -105,6 +121,26 @@ async def test_session_commits_before_the_response_is_sent(probe: CommitProbe) -
         response = await client.post("/rows/first")
     assert response.status_code == 200
     assert probe.rows_when_response_started == 1
+
+
+async def test_a_get_reads_outside_any_transaction_and_may_not_write(
+    probe: CommitProbe, engine: AsyncEngine
+) -> None:
+    with pytest.raises(WriteWhileReading):
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=probe), base_url="http://testserver"
+        ) as client:
+            await client.get("/rows/sneaky")
+    assert await count_rows(engine) == 0
+    async with reading_session(create_sessionmaker(engine)) as session:
+        session.add(OutboxMessage(kind="probe", payload={}))
+        with pytest.raises(WriteWhileReading):
+            await session.flush()
+        options = (await session.connection()).sync_engine.get_execution_options()
+        connection = (await session.connection()).sync_connection
+        assert connection is not None
+        assert connection.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+        assert "isolation_level" not in options  # the engine itself stays transactional
 
 
 async def test_session_rolls_back_when_the_handler_raises(probe: CommitProbe) -> None:

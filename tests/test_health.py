@@ -13,6 +13,8 @@ import httpx2
 import pytest
 from sqlalchemy import make_url
 
+from order_api.health.liveness import LIVENESS_BODY
+from order_api.health.router import live
 from tests.support import AppFactory, admin_postgres_dsn
 from tests.test_errors import assert_problem
 
@@ -27,6 +29,22 @@ async def test_live_is_ok(client: httpx2.AsyncClient) -> None:
     response = await client.get("/health/live")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-request-id"]
+
+
+async def test_live_answers_head_and_refuses_other_methods(client: httpx2.AsyncClient) -> None:
+    head = await client.head("/health/live")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(LIVENESS_BODY))
+    assert_problem(await client.post("/health/live"), 405, "method_not_allowed")
+
+
+async def test_the_edge_answer_is_the_documented_route_s() -> None:
+    # The route declares the answer in the schema; the middleware serves it before routing.
+    assert (await live()).model_dump_json().encode() == LIVENESS_BODY
 
 
 @pytest.mark.parametrize("path", ["/health", "/health/ready"])
@@ -124,7 +142,8 @@ async def test_ready_survives_a_database_restart_of_its_connections(
     admin = await asyncpg.connect(admin_postgres_dsn())
     try:
         terminated = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            # Waits for each backend to end, as a restart does before the server is back.
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = $1 AND application_name = 'order-api'",
             make_url(database_url).database,
         )

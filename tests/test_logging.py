@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -12,44 +13,49 @@ import pytest
 import structlog
 
 from order_api.observability import configure_logging, redact_query
+from tests.support import AppFactory
 
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [
-        record.msg
-        for record in caplog.records
-        if record.name == "order_api.access" and isinstance(record.msg, dict)
-    ]
+@pytest.fixture
+def json_log(client: httpx2.AsyncClient) -> Iterator[io.StringIO]:
+    """What the app writes as JSON logs (as in production), from here on: the client's app is
+    built first, since building an app configures the logs."""
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    yield stream
+    configure_logging("INFO", "json")
+
+
+def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if line["logger"] == "order_api.access"]
 
 
 async def test_access_line_has_route_template_status_duration_and_request_id(
-    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx2.AsyncClient, json_log: io.StringIO
 ) -> None:
-    caplog.set_level(logging.INFO)
     await client.get("/health/live?token=very-secret-value&page=2", headers={"x-request-id": "r-1"})
-    [line] = access_lines(caplog)
+    [line] = access_lines(json_log)
     assert line["method"] == "GET"
     assert line["route"] == "/health/live"
     assert line["status"] == 200
     assert line["duration_ms"] >= 0
     assert line["request_id"] == "r-1"
     assert line["query"] == "token=[redacted]&page=[redacted]"
-    served = [str(record.msg) for record in caplog.records if not record.name.startswith("httpx")]
-    assert not any("very-secret-value" in message for message in served)
+    assert "very-secret-value" not in json_log.getvalue()
 
 
 async def test_unmatched_route_is_logged_without_template(
-    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx2.AsyncClient, json_log: io.StringIO
 ) -> None:
-    caplog.set_level(logging.INFO)
     await client.get("/no/such/route")
-    [line] = access_lines(caplog)
+    [line] = access_lines(json_log)
     assert line["route"] is None
     assert line["status"] == 404
 
 
 async def test_500_logs_the_trace_once_with_the_request_id(
-    client: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
+    client: httpx2.AsyncClient, json_log: io.StringIO, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     await client.get("/__test__/boom", headers={"x-request-id": "t-500"})
@@ -58,7 +64,7 @@ async def test_500_logs_the_trace_once_with_the_request_id(
     assert isinstance(errors[0].msg, dict)
     assert errors[0].msg["request_id"] == "t-500"
     assert errors[0].exc_info is not None
-    [line] = access_lines(caplog)
+    [line] = access_lines(json_log)
     assert line["status"] == 500
 
 
@@ -97,3 +103,32 @@ def test_log_format_setting(log_format: str, looks_like_json: bool) -> None:
         assert "hello" in first
         assert "answer" in first
         assert "from the standard library" in second
+
+
+@pytest.mark.parametrize(("level", "written"), [("INFO", True), ("WARNING", False)])
+async def test_json_access_lines_are_written_straight_to_the_log_stream(
+    make_client: AppFactory, level: str, written: bool
+) -> None:
+    client = await make_client()
+    stream = io.StringIO()
+    try:
+        configure_logging(level, "json", stream=stream)
+        structlog.get_logger("order_api.test").info("before")
+        await client.get("/api/v1/products?q=tea&page=2", headers={"x-request-id": "json-1"})
+    finally:
+        configure_logging("INFO", "json")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "order_api.access"]
+    if not written:
+        assert access == []
+        return
+    [line] = access
+    assert line["route"] == "/api/v1/products"
+    assert line["query"] == "q=[redacted]&page=[redacted]"
+    assert (line["method"], line["status"], line["request_id"]) == ("GET", 200, "json-1")
+    assert line["level"] == "info"
+    assert line["event"] == "request"
+    # The shape structlog gives every other JSON line: the same keys, the same time format.
+    assert set(lines[0]) - {"event"} <= set(line)
+    assert line["timestamp"].endswith("Z")
+    assert line["timestamp"] >= lines[0]["timestamp"]  # ISO 8601 in UTC sorts as text

@@ -282,7 +282,7 @@ def load_settings() -> Settings:
     return settings.model_copy(update={"secret_key": SecretStr(key)})
 
 
-def shop_currency(request: Request) -> str:
+async def shop_currency(request: Request) -> str:
     """The shop's one currency, from the settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings.currency

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import time
 import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import structlog
@@ -55,7 +57,10 @@ PUBSUB_RECONNECTS = Counter(
 )
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
-access_logger = structlog.get_logger("order_api.access")
+ACCESS_LOGGER_NAME = "order_api.access"
+access_logger = structlog.get_logger(ACCESS_LOGGER_NAME)
+# Set when logs are JSON: the handler whose stream the access lines are written to directly.
+_json_access_handler: logging.Handler | None = None
 
 
 def current_request_id() -> str:
@@ -97,6 +102,8 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
+    global _json_access_handler
+    _json_access_handler = handler if log_format == "json" else None
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not isinstance(h, _OurHandler)] + [handler]
     root.setLevel(level)
@@ -211,12 +218,38 @@ def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -
     """Log the line; hand back the route template it named (None when no route matched)."""
     # `path_format` drops convertors: `/orders/{order_id}`, as in the schema, not `{order_id:uuid}`.
     route: str | None = getattr(scope.get("route"), "path_format", None)
-    access_logger.info(
-        event,
-        route=route,
-        path=scope["path"],
-        query=redact_query(scope.get("query_string", b"")),
-        duration_ms=round(duration * 1000, 2),
+    fields = {
+        "route": route,
+        "path": scope["path"],
+        "query": redact_query(scope.get("query_string", b"")),
+        "duration_ms": round(duration * 1000, 2),
         **outcome,
-    )
+    }
+    if _json_access_handler is None:
+        access_logger.info(event, **fields)
+    else:
+        _write_json_access_line(_json_access_handler, event, fields)
     return route
+
+
+def _write_json_access_line(handler: logging.Handler, event: str, fields: dict[str, Any]) -> None:
+    """The JSON line structlog would write, written straight to the log stream: one per request,
+    and the stdlib and structlog layers (two LogRecords, a formatter chain) cost ~25 µs of it."""
+    if not logging.getLogger(ACCESS_LOGGER_NAME).isEnabledFor(logging.INFO):
+        return
+    line = {
+        **fields,
+        "event": event,
+        **structlog.contextvars.get_contextvars(),
+        "level": "info",
+        "logger": ACCESS_LOGGER_NAME,
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    text = json.dumps(line, default=str) + "\n"
+    handler.acquire()
+    try:
+        stream: IO[str] = handler.stream  # type: ignore[attr-defined]
+        stream.write(text)
+        stream.flush()
+    finally:
+        handler.release()

@@ -26,6 +26,7 @@ from limits.errors import StorageError
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from order_api.batched_counting import BatchedWindowCounter
 from order_api.config import Settings
 from order_api.errors import TooManyRequests
 from order_api.fields import normalise_email
@@ -93,18 +94,26 @@ def _rules(settings: Settings) -> dict[str, Rule]:
 
 
 class _Counting:
-    """A storage with one `limits` strategy per rule."""
+    """A storage with one `limits` strategy per rule, but those counted in batches."""
 
-    def __init__(self, storage: Storage, rules: dict[str, Rule]) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        rules: dict[str, Rule],
+        batched: dict[str, BatchedWindowCounter] | None = None,
+    ) -> None:
         self.limiters: dict[str, RateLimiter] = {
             name: (MovingWindowRateLimiter if rule.exact else SlidingWindowCounterRateLimiter)(
                 storage
             )
             for name, rule in rules.items()
         }
+        self.batched = batched or {}
 
     async def hit(self, rule: Rule, key: str) -> float | None:
         """None when allowed; else the seconds until the window lets one more through."""
+        if rule.name in self.batched:
+            return await self.batched[rule.name].hit(key)
         limiter = self.limiters[rule.name]
         if await limiter.hit(rule.rate, rule.name, key):
             return None
@@ -121,11 +130,12 @@ class RateLimits:
         shared: Storage,
         *,
         in_process: Storage | None = None,
+        batched: dict[str, BatchedWindowCounter] | None = None,
         enabled: bool = True,
     ) -> None:
         self.enabled = enabled
         self.rules = rules
-        self._shared = _Counting(shared, rules)
+        self._shared = _Counting(shared, rules, batched)
         # Only a shared (Redis) storage can fail; memory is its own fallback.
         self._fallback = _Counting(in_process, rules) if in_process is not None else None
         self._shared_down_until = 0.0
@@ -139,14 +149,18 @@ class RateLimits:
         enabled = settings.rate_limit_enabled
         if redis_client is None:
             return cls(rules, MemoryStorage(), enabled=enabled)
+        key_prefix = f"{settings.redis_prefix}:limits"
         shared = RedisStorage(
             # The URL is only parsed here: the client below reuses the app's pool and timeouts.
             "async+redis://",
             implementation="redispy",
-            key_prefix=f"{settings.redis_prefix}:limits",
+            key_prefix=key_prefix,
             connection_pool=redis_client.connection_pool,  # type: ignore[arg-type]
         )
-        return cls(rules, shared, in_process=MemoryStorage(), enabled=enabled)
+        # Every request counts against the default limit: its round trips are shared.
+        default = BatchedWindowCounter(redis_client, f"{key_prefix}:default", rules["default"].rate)
+        batched = {"default": default}
+        return cls(rules, shared, in_process=MemoryStorage(), batched=batched, enabled=enabled)
 
     async def check_request(self, client: str) -> None:
         await self._hit("default", address_key(client))

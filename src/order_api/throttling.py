@@ -96,12 +96,12 @@ class RequestRateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def rate_limits(request: Request) -> RateLimits:
+async def rate_limits(request: Request) -> RateLimits:
     limits: RateLimits = request.app.state.rate_limits
     return limits
 
 
-def request_client_address(request: Request) -> str:
+async def request_client_address(request: Request) -> str:
     settings: Settings = request.app.state.settings
     return client_address(request.scope, settings.trusted_proxies)
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, event, func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+from order_api import stale_connections
 from order_api.orders.models import Order
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
@@ -38,20 +39,34 @@ pytestmark = pytest.mark.only_backend("postgresql")
 CLIENTS = 4
 KILLS = 6
 PLACEMENTS_PER_CLIENT = 6
+TERMINATION_WAIT_MS = 5000
 
 
-async def kill_backends(database_url: str) -> int:
-    """Terminate every connection to the app's database but our own, as a restart would."""
+async def kill_backends(database_url: str, *, wait: bool = True) -> int:
+    """Terminate every connection to the app's database but our own, as a restart would: each
+    backend is gone (its socket closed) before this returns, as before a restarted server is up."""
     admin = await asyncpg.connect(admin_postgres_dsn())
     try:
         killed: int = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, $2)) FROM pg_stat_activity "
             "WHERE datname = $1 AND pid <> pg_backend_pid()",
             make_url(database_url).database,
+            TERMINATION_WAIT_MS if wait else 0,
         )
     finally:
         await admin.close()
     return killed
+
+
+async def test_a_connection_idle_long_enough_is_pinged_before_use(
+    make_shop: ShopFactory, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop, customer, product = await shop_with_a_product(make_shop, stock=100)
+    assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
+    monkeypatch.setattr(stale_connections, "PING_AFTER_IDLE_SECONDS", 0.0)
+    # Not waiting for the backends to end: the sockets may look open still; the ping finds out.
+    assert await kill_backends(database_url, wait=False) >= 1
+    assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
 
 
 def placement(product_id: str) -> dict[str, Any]:

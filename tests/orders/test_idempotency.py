@@ -6,6 +6,7 @@ Covers reliability.md CON-04, CON-05, CON-06 and API-05; every count is read fro
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from order_api.jobs.models import OutboxMessage
+from order_api.orders import idempotency
 from order_api.orders.models import IdempotencyRecord, Order
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
@@ -218,27 +220,48 @@ async def test_a_key_of_255_printable_characters_is_accepted(
 # --- Expiry and abandoned claims ------------------------------------------------------------------
 
 
-async def test_an_expired_record_is_deleted_by_the_next_claim_and_the_key_is_free(
-    shop: Shop, customer: Account, beans: dict[str, Any]
-) -> None:
-    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
-    assert first.status_code == 201, first.text
+async def expire_every_record(shop: Shop) -> None:
     async with sessions(shop)() as session:
         await session.execute(
             update(IdempotencyRecord).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await session.commit()
 
+
+async def test_expired_records_are_purged_by_a_claim_once_a_minute(
+    shop: Shop, customer: Account, beans: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
+    assert first.status_code == 201, first.text
+    await expire_every_record(shop)
+    monkeypatch.setattr(idempotency, "_next_purge", 0.0)  # this process's purge is due
+
     unrelated = await order(shop, keyed(customer, "checkout-2"), two_of(beans))
 
     assert unrelated.status_code == 201, unrelated.text
     assert await record_of(shop, customer, "checkout-1") is None
+    assert idempotency._next_purge > 0.0
+
+
+async def test_an_expired_key_is_free_again_without_waiting_for_the_purge(
+    shop: Shop, customer: Account, beans: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
+    assert first.status_code == 201, first.text
+    await expire_every_record(shop)
+    monkeypatch.setattr(idempotency, "_next_purge", math.inf)  # no purge: the claim takes over
+
     again = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
+
     assert again.status_code == 201, again.text
     assert REPLAYED not in again.headers
     assert again.json()["id"] != first.json()["id"]
-    assert len(await orders_of(shop, customer)) == 3
-    assert await stock_of(shop, beans["id"]) == 4
+    record = await record_of(shop, customer, "checkout-1")
+    assert record is not None
+    assert record.response_body is not None
+    assert record.response_body["id"] == again.json()["id"]
+    assert len(await orders_of(shop, customer)) == 2
+    assert await stock_of(shop, beans["id"]) == 6
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, delete, null, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
 from order_api.observability import current_request_id
@@ -31,6 +33,9 @@ RETENTION = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(seconds=60)
 # Outcomes worth replaying: the order, and business refusals. Others may pass on a retry.
 STORED_STATUSES = frozenset({201, 409})
+PURGE_INTERVAL_SECONDS = 60.0
+_next_purge = 0.0
+OnConflictInsert = postgresql.Insert | sqlite.Insert
 
 
 class KeyReused(ValidationFailed):
@@ -83,12 +88,11 @@ async def submit_order(
     try:
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
-        settled = await session.scalar(
+        settled = await (await session.connection()).scalar(
             update(IdempotencyRecord)
             .where(*mine)
             .values(response_status=outcome.status, response_body=outcome.body)
             .returning(IdempotencyRecord.id)
-            .execution_options(synchronize_session=False)
         )
         if settled is None:
             raise RequestInProgress()
@@ -112,35 +116,60 @@ async def _claim(
     session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str
 ) -> IdempotencyRecord | datetime:
     """The instant of our claim when this request now owns the key (it identifies the claim);
-    else the record it must answer from."""
+    else the record it must answer from. One statement claims a free or expired key."""
     now = datetime.now(UTC)
-    await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
-    existing = await _find(session, user_id, key)
-    if existing is not None:
-        taken_over = _abandoned(existing, now) and await _take_over(
-            session, existing, request_hash, now
+    connection = await session.connection()
+    await _purge_expired_now_and_then(connection, now)
+    values = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "key": key,
+        "request_hash": request_hash,
+        "created_at": now,
+        "expires_at": now + RETENTION,
+    }
+    fresh = {name: values[name] for name in ("request_hash", "created_at", "expires_at")}
+    claim = (
+        _insert_for(connection.dialect.name)(IdempotencyRecord)
+        .values(values)
+        .on_conflict_do_update(
+            index_elements=[IdempotencyRecord.user_id, IdempotencyRecord.key],
+            set_={**fresh, "response_status": None, "response_body": null()},
+            where=IdempotencyRecord.expires_at <= now,
         )
-        await session.commit()
-        found = None if taken_over else await _find(session, user_id, key)
-        return found if found is not None else now
-    session.add(
-        IdempotencyRecord(
-            user_id=user_id,
-            key=key,
-            request_hash=request_hash,
-            created_at=now,
-            expires_at=now + RETENTION,
-        )
+        .returning(IdempotencyRecord.id)
     )
-    try:
+    claimed = await connection.scalar(claim)
+    if claimed is not None:
         await session.commit()
-    except IntegrityError:
-        await session.rollback()  # a concurrent request claimed it first
-        found = await _find(session, user_id, key)
-        if found is None:
-            raise RequestInProgress() from None  # claimed and freed again meanwhile
-        return found
-    return now
+        return now
+    existing = await _find(session, user_id, key)
+    taken_over = (
+        existing is not None
+        and _abandoned(existing, now)
+        and await _take_over(session, existing, request_hash, now)
+    )
+    await session.commit()
+    if taken_over:
+        return now
+    found = await _find(session, user_id, key)
+    if found is None:
+        raise RequestInProgress()  # claimed and freed again meanwhile: the retry will tell
+    return found
+
+
+def _insert_for(dialect: str) -> Callable[[type[IdempotencyRecord]], OnConflictInsert]:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def _purge_expired_now_and_then(connection: AsyncConnection, now: datetime) -> None:
+    """Expired records are claimed over by the statement above; this only keeps the table small,
+    at most once a minute per process rather than on every order."""
+    global _next_purge
+    if time.monotonic() < _next_purge:
+        return
+    _next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+    await connection.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
 
 
 async def _settle(

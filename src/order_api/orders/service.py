@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from order_api.db import Base
 from order_api.errors import Conflict, NotFound
 from order_api.notifications.emails import queue_email
 from order_api.orders import lifecycle
@@ -64,8 +66,11 @@ async def place_order(
                 extra={"product_id": str(item.product_id), "unit_price_cents": current},
             )
     now = datetime.now(UTC)
+    order_id = uuid.uuid4()
     lines = [
         OrderLine(
+            id=uuid.uuid4(),
+            order_id=order_id,
             position=position,
             product_id=item.product_id,
             product_name=reserved[item.product_id].name,
@@ -75,7 +80,7 @@ async def place_order(
         for position, item in enumerate(data.items)
     ]
     order = Order(
-        id=uuid.uuid4(),
+        id=order_id,
         customer_id=customer.id,
         status=OrderStatus.PENDING,
         total_cents=sum(line.unit_price_cents * line.quantity for line in lines),
@@ -85,9 +90,11 @@ async def place_order(
         updated_at=now,
         lines=lines,
     )
-    session.add(order)
-    await session.flush()  # the order row first: its history references it
-    session.add(_event(order, None, OrderStatus.PENDING, customer, now))
+    # Core INSERTs of the rows these objects describe: the ORM's unit of work cost 3x as much.
+    connection = await session.connection()
+    await connection.execute(insert(Order), [_columns(order, Order)])
+    await connection.execute(insert(OrderLine), [_columns(line, OrderLine) for line in lines])
+    await _record_event(session, order, None, OrderStatus.PENDING, customer, now)
     await queue_order_event(session, order.id, customer.id, order.status, None, now)
     await queue_email(
         session, "order_confirmation", customer.email, _email_context(customer, order)
@@ -170,7 +177,7 @@ async def _move(session: AsyncSession, actor: User, order: Order, target: OrderS
     if target is OrderStatus.CANCELLED:
         quantities = {line.product_id: line.quantity for line in order.lines}
         await products_service.release_stock(session, quantities)
-    session.add(_event(order, previous, target, actor, now))
+    await _record_event(session, order, previous, target, actor, now)
     await queue_order_event(session, order.id, order.customer_id, target, previous, now)
     customer = await session.get(User, order.customer_id)
     if customer is not None:
@@ -179,12 +186,28 @@ async def _move(session: AsyncSession, actor: User, order: Order, target: OrderS
     return order
 
 
-def _event(
-    order: Order, previous: OrderStatus | None, target: OrderStatus, actor: User, at: datetime
-) -> OrderEvent:
-    return OrderEvent(
-        order_id=order.id, from_status=previous, to_status=target, actor_id=actor.id, at=at
-    )
+async def _record_event(
+    session: AsyncSession,
+    order: Order,
+    previous: OrderStatus | None,
+    target: OrderStatus,
+    actor: User,
+    at: datetime,
+) -> None:
+    event = {
+        "id": uuid.uuid4(),
+        "order_id": order.id,
+        "from_status": previous,
+        "to_status": target,
+        "actor_id": actor.id,
+        "at": at,
+    }
+    await (await session.connection()).execute(insert(OrderEvent), [event])
+
+
+def _columns(instance: Base, model: type[Base]) -> dict[str, Any]:
+    """A transient object's column values, for a Core INSERT of its row."""
+    return {column.key: getattr(instance, column.key) for column in model.__table__.columns}
 
 
 def _email_context(customer: User, order: Order) -> dict[str, object]:

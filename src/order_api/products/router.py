@@ -25,7 +25,7 @@ from order_api.users.models import Role, User
 router = APIRouter(prefix="/api/v1/products", tags=["products"], route_class=UniqueKeysRoute)
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     cache: Cache = request.app.state.cache
     return cache
 
@@ -67,7 +67,7 @@ async def read_product(
     session: SessionDep, currency: CurrencyDep, user: OptionalUser, product_id: uuid.UUID
 ) -> ProductRead:
     product = await service.get_product(session, product_id, sees_inactive(user))
-    return ProductRead.of(product, currency)
+    return ProductRead.from_row(product, currency)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403))

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import SkipJsonSchema
@@ -52,6 +53,10 @@ class ProductRead(BaseModel):
     is_active: bool
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], currency: str) -> ProductRead:
+        return cls.model_validate({**row, "currency": currency})
 
     @classmethod
     def of(cls, product: Product, currency: str) -> ProductRead:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, event, func, select, update
+from sqlalchemy import ColumnElement, bindparam, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from order_api.adapters.cache import Cache
+from order_api.compiled_select import CompiledSelect, Row
 from order_api.errors import Conflict, NotFound, ValidationFailed
 from order_api.pagination import fetch_page
 from order_api.products.models import Product
@@ -28,6 +29,20 @@ POPULAR_CACHE_KEY = "products:popular"
 POPULAR_TTL_SECONDS = 60
 POPULAR_LIMIT = 10
 _POPULAR = TypeAdapter(list[PopularProduct])
+# What a reader sees of a product (ProductRead, but the shop's currency).
+PRODUCT_COLUMNS = (
+    Product.id,
+    Product.name,
+    Product.description,
+    Product.price_cents,
+    Product.stock,
+    Product.is_active,
+    Product.created_at,
+    Product.updated_at,
+)
+_PRODUCT_BY_ID = CompiledSelect(
+    select(*PRODUCT_COLUMNS).where(Product.id == bindparam("product_id"))
+)
 _pending: set[asyncio.Task[None]] = set()  # the event loop keeps only weak references to tasks
 
 
@@ -63,11 +78,9 @@ async def list_products(
     return await fetch_page(session, query, statement)
 
 
-async def get_product(
-    session: AsyncSession, product_id: uuid.UUID, include_inactive: bool
-) -> Product:
-    product = await session.get(Product, product_id)
-    if product is None or not (product.is_active or include_inactive):
+async def get_product(session: AsyncSession, product_id: uuid.UUID, include_inactive: bool) -> Row:
+    product = await _PRODUCT_BY_ID.fetch_one(session, product_id=product_id)
+    if product is None or not (product["is_active"] or include_inactive):
         raise ProductNotFound()
     return product
 
@@ -151,8 +164,9 @@ async def reserve_stock(
     reserved = []
     for product_id in sorted(quantities):
         quantity = quantities[product_id]
+        # Core, not the ORM's bulk UPDATE: nothing in the session mirrors these rows.
         row = (
-            await session.execute(
+            await (await session.connection()).execute(
                 update(Product)
                 .where(
                     Product.id == product_id,
@@ -161,7 +175,6 @@ async def reserve_stock(
                 )
                 .values(stock=Product.stock - quantity, units_sold=Product.units_sold + quantity)
                 .returning(Product.name, Product.price_cents)
-                .execution_options(synchronize_session=False)
             )
         ).one_or_none()
         if row is None:
