@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, null, select, update
+from sqlalchemy import bindparam, delete, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -34,6 +34,23 @@ ABANDONED_AFTER = timedelta(seconds=60)
 # Outcomes worth replaying: the order, and business refusals. Others may pass on a retry.
 STORED_STATUSES = frozenset({201, 409})
 PURGE_INTERVAL_SECONDS = 60.0
+# Our claim, if it is still ours: not settled, and not taken over meanwhile (a new instant).
+_OURS = (
+    IdempotencyRecord.user_id == bindparam("user"),
+    IdempotencyRecord.key == bindparam("claimed_key"),
+    IdempotencyRecord.response_status.is_(None),
+    IdempotencyRecord.created_at == bindparam("claimed_at"),
+)
+_FREE = delete(IdempotencyRecord).where(*_OURS)
+_SETTLE = (
+    update(IdempotencyRecord)
+    .where(*_OURS)
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body", type_=IdempotencyRecord.response_body.type),
+    )
+    .returning(IdempotencyRecord.id)
+)
 _next_purge = 0.0
 OnConflictInsert = postgresql.Insert | sqlite.Insert
 
@@ -79,21 +96,12 @@ async def submit_order(
     claim = await _claim(session, user_id, key, request_hash)
     if isinstance(claim, IdempotencyRecord):
         return _replay(claim, request_hash)
-    mine = (
-        IdempotencyRecord.user_id == user_id,
-        IdempotencyRecord.key == key,
-        IdempotencyRecord.response_status.is_(None),
-        IdempotencyRecord.created_at == claim,  # still ours: not taken over meanwhile
-    )
+    ours = {"user": user_id, "claimed_key": key, "claimed_at": claim}
     try:
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
-        settled = await (await session.connection()).scalar(
-            update(IdempotencyRecord)
-            .where(*mine)
-            .values(response_status=outcome.status, response_body=outcome.body)
-            .returning(IdempotencyRecord.id)
-        )
+        outcome_values = {"status": outcome.status, "body": outcome.body}
+        settled = await (await session.connection()).scalar(_SETTLE, {**ours, **outcome_values})
         if settled is None:
             raise RequestInProgress()
         # Committed here, not by the request: a COMMIT lost with its connection then frees the key
@@ -103,11 +111,11 @@ async def submit_order(
         await session.rollback()
         stored = error.status in STORED_STATUSES and not isinstance(error, RequestInProgress)
         body = json.loads(bytes(error.to_response().body)) if stored else None
-        await _settle(session, mine, error.status, body)
+        await _settle(session, ours, error.status, body)
         raise
     except BaseException:
         await session.rollback()
-        await _settle(session, mine, None, None)
+        await _settle(session, ours, None, None)
         raise
     return outcome
 
@@ -127,19 +135,10 @@ async def _claim(
         "request_hash": request_hash,
         "created_at": now,
         "expires_at": now + RETENTION,
+        "claimed_at": now,
     }
-    fresh = {name: values[name] for name in ("request_hash", "created_at", "expires_at")}
-    claim = (
-        _insert_for(connection.dialect.name)(IdempotencyRecord)
-        .values(values)
-        .on_conflict_do_update(
-            index_elements=[IdempotencyRecord.user_id, IdempotencyRecord.key],
-            set_={**fresh, "response_status": None, "response_body": null()},
-            where=IdempotencyRecord.expires_at <= now,
-        )
-        .returning(IdempotencyRecord.id)
-    )
-    claimed = await connection.scalar(claim)
+    claim = _CLAIMS[connection.dialect.name]
+    claimed = await connection.scalar(claim, values)
     if claimed is not None:
         await session.commit()
         return now
@@ -158,8 +157,26 @@ async def _claim(
     return found
 
 
-def _insert_for(dialect: str) -> Callable[[type[IdempotencyRecord]], OnConflictInsert]:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _claim_statement(insert: Callable[[type[IdempotencyRecord]], OnConflictInsert]) -> Any:
+    """Claims a free key, or takes over an expired record of it; returns nothing when the key
+    is held. Built once per dialect: building it per request cost more than running it."""
+    statement = insert(IdempotencyRecord)
+    fresh = ("request_hash", "created_at", "expires_at")
+    return statement.on_conflict_do_update(
+        index_elements=[IdempotencyRecord.user_id, IdempotencyRecord.key],
+        set_={
+            **{name: statement.excluded[name] for name in fresh},
+            "response_status": None,
+            "response_body": null(),
+        },
+        where=IdempotencyRecord.expires_at <= bindparam("claimed_at"),
+    ).returning(IdempotencyRecord.id)
+
+
+_CLAIMS = {
+    "postgresql": _claim_statement(postgresql.insert),
+    "sqlite": _claim_statement(sqlite.insert),
+}
 
 
 async def _purge_expired_now_and_then(connection: AsyncConnection, now: datetime) -> None:
@@ -173,20 +190,17 @@ async def _purge_expired_now_and_then(connection: AsyncConnection, now: datetime
 
 
 async def _settle(
-    session: AsyncSession, where: tuple[ColumnElement[bool], ...], status: int | None, body: Any
+    session: AsyncSession, ours: dict[str, Any], status: int | None, body: Any
 ) -> None:
     """Record a refusal worth replaying, or free the key for a retry; committed at once.
 
-    `where` matches our claim only, so a claim taken over by a retry is left to its new owner.
+    `ours` matches our claim only, so a claim taken over by a retry is left to its new owner.
     """
+    connection = await session.connection()
     if body is None:
-        await session.execute(delete(IdempotencyRecord).where(*where))
+        await connection.execute(_FREE, ours)
     else:
-        await session.execute(
-            update(IdempotencyRecord)
-            .where(*where)
-            .values(response_status=status, response_body=body)
-        )
+        await connection.execute(_SETTLE, {**ours, "status": status, "body": body})
     await session.commit()
 
 

@@ -22,6 +22,11 @@ from order_api.pagination import fetch_page
 from order_api.products import service as products_service
 from order_api.users.models import Role, User
 
+# Built once: an INSERT built per call costs a third more than running it (issue 11).
+_INSERT_ORDER = insert(Order)
+_INSERT_LINES = insert(OrderLine)
+_INSERT_EVENT = insert(OrderEvent)
+
 
 class OrderNotFound(NotFound):
     # The same answer for someone else's order and for no order at all.
@@ -92,8 +97,8 @@ async def place_order(
     )
     # Core INSERTs of the rows these objects describe: the ORM's unit of work cost 3x as much.
     connection = await session.connection()
-    await connection.execute(insert(Order), [_columns(order, Order)])
-    await connection.execute(insert(OrderLine), [_columns(line, OrderLine) for line in lines])
+    await connection.execute(_INSERT_ORDER, [_columns(order, Order)])
+    await connection.execute(_INSERT_LINES, [_columns(line, OrderLine) for line in lines])
     await _record_event(session, order, None, OrderStatus.PENDING, customer, now)
     await queue_order_event(session, order.id, customer.id, order.status, None, now)
     await queue_email(
@@ -202,7 +207,7 @@ async def _record_event(
         "actor_id": actor.id,
         "at": at,
     }
-    await (await session.connection()).execute(insert(OrderEvent), [event])
+    await (await session.connection()).execute(_INSERT_EVENT, [event])
 
 
 def _columns(instance: Base, model: type[Base]) -> dict[str, Any]:

@@ -40,6 +40,21 @@ PRODUCT_COLUMNS = (
     Product.created_at,
     Product.updated_at,
 )
+# Built once: building an UPDATE per call cost more than running it (~250 µs, issue 11). Core,
+# not the ORM's bulk UPDATE: nothing in the session mirrors these rows.
+_RESERVE = (
+    update(Product)
+    .where(
+        Product.id == bindparam("reserved_id"),
+        Product.is_active.is_(True),
+        Product.stock >= bindparam("reserved_quantity"),
+    )
+    .values(
+        stock=Product.stock - bindparam("reserved_quantity"),
+        units_sold=Product.units_sold + bindparam("reserved_quantity"),
+    )
+    .returning(Product.name, Product.price_cents)
+)
 _PRODUCT_BY_ID = CompiledSelect(
     select(*PRODUCT_COLUMNS).where(Product.id == bindparam("product_id"))
 )
@@ -164,19 +179,8 @@ async def reserve_stock(
     reserved = []
     for product_id in sorted(quantities):
         quantity = quantities[product_id]
-        # Core, not the ORM's bulk UPDATE: nothing in the session mirrors these rows.
-        row = (
-            await (await session.connection()).execute(
-                update(Product)
-                .where(
-                    Product.id == product_id,
-                    Product.is_active.is_(True),
-                    Product.stock >= quantity,
-                )
-                .values(stock=Product.stock - quantity, units_sold=Product.units_sold + quantity)
-                .returning(Product.name, Product.price_cents)
-            )
-        ).one_or_none()
+        parameters = {"reserved_id": product_id, "reserved_quantity": quantity}
+        row = (await (await session.connection()).execute(_RESERVE, parameters)).one_or_none()
         if row is None:
             await _explain_refusal(session, product_id, quantity)
         else:
