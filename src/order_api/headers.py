@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +25,8 @@ CORS_EXPOSED_HEADERS = ("x-request-id", "idempotent-replayed", "retry-after")
 # Browsers cap this anyway (Chromium at 2 h); 10 min lets a changed list take effect soon.
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
+EXPOSED = (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode())
+
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -36,6 +38,10 @@ def inline_script_hashes(html: bytes) -> str:
 
 # Set unless the route chose its own (a page's CSP, a static file's caching).
 DEFAULT_SECURITY_HEADERS = {"Content-Security-Policy": API_CSP, "Cache-Control": "no-store"}
+
+
+def _raw(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("latin-1"), value.encode("latin-1")
 
 
 def fixed_security_headers(*, strict_transport_security: bool) -> dict[str, str]:
@@ -59,8 +65,11 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, strict_transport_security: bool) -> None:
         self.app = app
-        self.fixed = fixed_security_headers(strict_transport_security=strict_transport_security)
-        self.defaults = DEFAULT_SECURITY_HEADERS
+        fixed = fixed_security_headers(strict_transport_security=strict_transport_security)
+        # Raw, once: one pass over each response's headers instead of a lookup per header.
+        self.fixed = [_raw(name, value) for name, value in fixed.items()]
+        self.replaced = {name for name, _ in self.fixed} | {b"x-powered-by"}
+        self.defaults = [_raw(name, value) for name, value in DEFAULT_SECURITY_HEADERS.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,11 +78,14 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.update(self.fixed)
-                for name, value in self.defaults.items():
-                    headers.setdefault(name, value)
-                del headers["X-Powered-By"]
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name.lower() not in self.replaced
+                ]
+                present = {name.lower() for name, _ in headers}
+                defaults = [header for header in self.defaults if header[0] not in present]
+                message["headers"] = headers + self.fixed + defaults
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -96,22 +108,19 @@ class CorsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_headers = Headers(scope=scope)
-        origin = request_headers.get("origin")
-        is_preflight = "access-control-request-method" in request_headers
-        if scope["method"] == "OPTIONS" and origin and is_preflight:
-            await self._preflight(origin, request_headers)(scope, receive, send)
-            return
-        allowed_origin = self._allow_origin(origin)
+        origin = _first_header(scope, b"origin")
+        if scope["method"] == "OPTIONS" and origin:
+            request_headers = Headers(scope=scope)
+            if "access-control-request-method" in request_headers:
+                await self._preflight(origin, request_headers)(scope, receive, send)
+                return
+        allowed = self._allow_origin(origin)
+        # The answer differs by Origin, so caches must key on it, allowed or not.
+        added = [(b"access-control-allow-origin", allowed.encode()), EXPOSED] if allowed else []
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                # The answer differs by Origin, so caches must key on it, allowed or not.
-                headers.add_vary_header("Origin")
-                if allowed_origin:
-                    headers["Access-Control-Allow-Origin"] = allowed_origin
-                    headers["Access-Control-Expose-Headers"] = ", ".join(CORS_EXPOSED_HEADERS)
+                message["headers"] = _with_vary_origin(list(message.get("headers", ()))) + added
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
@@ -148,3 +157,20 @@ class CorsMiddleware:
                 },
             )
         return CorsRefused(detail, headers={"Vary": "Origin"}).to_response()
+
+
+def _first_header(scope: Scope, name: bytes) -> str | None:
+    for header, value in scope["headers"]:
+        if header == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _with_vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Origin added to the response's Vary, as Starlette's `add_vary_header` does."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            headers[index] = (name, value + b", Origin")
+            return headers
+    headers.append((b"vary", b"Origin"))
+    return headers
