@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --locked
 
-.PHONY: run test lint typecheck pytest sync services stack
+.PHONY: run test lint typecheck pytest sync services stack bench
 
 run: sync
 	$(RUN) order-api serve --host 127.0.0.1 --port 8000
@@ -15,6 +15,11 @@ test: sync services lint typecheck pytest
 # environment or .env; two API processes from port 8000, a worker, a mail catcher on 1025.
 stack: sync
 	$(RUN) order-api stack $(STACK_OPTIONS)
+
+# Throughput next to bare FastAPI baselines (docs/benchmarks.md); needs PostgreSQL and Redis.
+# BENCH_OPTIONS=--smoke for a quick check; `python -m bench --help` lists the options.
+bench: sync
+	$(RUN) python -m bench $(BENCH_OPTIONS)
 
 lint: sync
 	$(RUN) ruff check .

@@ -132,3 +132,10 @@ async def test_json_access_lines_are_written_straight_to_the_log_stream(
     assert set(lines[0]) - {"event"} <= set(line)
     assert line["timestamp"].endswith("Z")
     assert line["timestamp"] >= lines[0]["timestamp"]  # ISO 8601 in UTC sorts as text
+
+
+async def test_new_request_ids_are_unique_32_hex_characters(client: httpx2.AsyncClient) -> None:
+    ids = [(await client.get("/health/live")).headers["x-request-id"] for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert all(len(request_id) == 32 and int(request_id, 16) >= 0 for request_id in ids)
+    assert len({request_id[:16] for request_id in ids}) == 1  # this process's prefix

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
+import secrets
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from order_api.metrics import record_request
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.encode()
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REDACTED = "[redacted]"
 TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
@@ -138,13 +141,32 @@ class _TokenFilter(logging.Filter):
         return True
 
 
+class _RequestIds:
+    """New request ids: this process's random 64-bit prefix and a counter, 32 hex characters
+    like a UUID's, without a uuid4's system call per request. The prefix is drawn again in a
+    forked child, so two processes never share one."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), secrets.token_hex(8)
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_new_request_id = _RequestIds().next
+
+
 def pick_request_id(scope: Scope) -> str:
-    values = [value for name, value in scope["headers"] if name == REQUEST_ID_HEADER.encode()]
+    values = [value for name, value in scope["headers"] if name == _REQUEST_ID_HEADER_RAW]
     if len(values) == 1:
         candidate = values[0].decode("latin-1")
         if REQUEST_ID_PATTERN.fullmatch(candidate):
             return str(candidate)
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def redact_query(query_string: bytes) -> str:

@@ -7,6 +7,7 @@ the login and registration limits count in this process instead: brute force is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -231,6 +232,7 @@ class RateLimits:
             self._shared_down_until = 0.0
 
 
+@functools.lru_cache(maxsize=4096)
 def address_key(address: str) -> str:
     """The address's key in the limiter: an IPv6 client is its /64 (one subscriber's usual
     allocation, so it cannot rotate through addresses), an IPv4-mapped one its IPv4 address."""

@@ -220,21 +220,31 @@ async def test_a_key_of_255_printable_characters_is_accepted(
 # --- Expiry and abandoned claims ------------------------------------------------------------------
 
 
-async def expire_every_record(shop: Shop) -> None:
+async def an_expired_order(
+    shop: Shop,
+    customer: Account,
+    beans: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    next_purge: float,
+) -> dict[str, Any]:
+    """An order placed with key checkout-1, whose record has then expired."""
+    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
+    assert first.status_code == 201, first.text
     async with sessions(shop)() as session:
         await session.execute(
             update(IdempotencyRecord).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await session.commit()
+    monkeypatch.setattr(idempotency, "_next_purge", next_purge)
+    placed: dict[str, Any] = first.json()
+    return placed
 
 
 async def test_expired_records_are_purged_by_a_claim_once_a_minute(
     shop: Shop, customer: Account, beans: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
-    assert first.status_code == 201, first.text
-    await expire_every_record(shop)
-    monkeypatch.setattr(idempotency, "_next_purge", 0.0)  # this process's purge is due
+    # This process's purge is due.
+    await an_expired_order(shop, customer, beans, monkeypatch, next_purge=0.0)
 
     unrelated = await order(shop, keyed(customer, "checkout-2"), two_of(beans))
 
@@ -246,16 +256,14 @@ async def test_expired_records_are_purged_by_a_claim_once_a_minute(
 async def test_an_expired_key_is_free_again_without_waiting_for_the_purge(
     shop: Shop, customer: Account, beans: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
-    assert first.status_code == 201, first.text
-    await expire_every_record(shop)
-    monkeypatch.setattr(idempotency, "_next_purge", math.inf)  # no purge: the claim takes over
+    # No purge: the claim itself takes the expired record over.
+    first = await an_expired_order(shop, customer, beans, monkeypatch, next_purge=math.inf)
 
     again = await order(shop, keyed(customer, "checkout-1"), two_of(beans))
 
     assert again.status_code == 201, again.text
     assert REPLAYED not in again.headers
-    assert again.json()["id"] != first.json()["id"]
+    assert again.json()["id"] != first["id"]
     record = await record_of(shop, customer, "checkout-1")
     assert record is not None
     assert record.response_body is not None
