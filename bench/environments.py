@@ -44,6 +44,9 @@ def production(secret_key: str, data_dir: Path) -> dict[str, str]:
         "ACCESS_TOKEN_EXPIRE_MINUTES": ACCESS_LIFETIME_MINUTES,
         "RATE_LIMIT_ENABLED": "true",
         **dict.fromkeys(RATE_LIMIT_SETTINGS, UNREACHED_RATE),
+        # No worker runs, so no job finishes: with the longest lease the relay hands each outbox
+        # row to the queue once (as with a worker), not again every ten leases during the run.
+        "JOB_LEASE_SECONDS": "3600",
     }
 
 

@@ -67,7 +67,10 @@ def method(info: RunInfo) -> list[str]:
         "the run, divided by the requests.",
         "- order-api runs with production settings: PostgreSQL and Redis, `ENVIRONMENT="
         "production`, rate limiting on with every limit at 1000000000/minute (checked on every "
-        "request, never triggering), JSON access log at INFO written to a file.",
+        "request, never triggering), JSON access log at INFO written to a file. No worker "
+        "process runs: each order's outbox rows are handed to the Redis job queue once by the "
+        "API process's relay (part of the order's cost) and stay there "
+        "(`JOB_LEASE_SECONDS=3600`, so none is handed over again during the run).",
         "- Baselines are bare FastAPI apps served with order-api's own uvicorn options, one "
         "process; the bare order replays the service's captured SQL (bench/order_statements.py).",
         "- Any non-2xx answer or socket error makes a run failed (listed under Every run).",

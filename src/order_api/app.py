@@ -23,7 +23,7 @@ from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.board.router import router as board_router
 from order_api.config import Settings, load_settings
-from order_api.db import create_engine, create_request_gate, create_sessionmaker
+from order_api.db import create_engine, create_sessionmaker
 from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
 from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
 from order_api.headers import CorsMiddleware, SecurityHeadersMiddleware
@@ -54,7 +54,6 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.request_gate = create_request_gate(settings)
         app.state.passwords = passwords_from(settings)
         app.state.tokens = tokens_from(settings)
         redis_client = redis_client_from(settings)

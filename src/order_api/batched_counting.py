@@ -66,14 +66,20 @@ class BatchedWindowCounter:
         self._limit = rate.amount
         self._period = rate.get_expiry()
         self._keys: dict[str, _Key] = {}
+        self._next_prune = 0.0
         self._asking: set[str] = set()
         self._counting: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
 
     async def hit(self, key: str) -> float | None:
         """None when allowed; else the seconds until the window lets one more through."""
-        state = self._keys.setdefault(key, _Key())
-        fresh = time.monotonic() - state.known_at < KNOWN_FOR_SECONDS
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._prune(now)
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _Key()
+        fresh = now - state.known_at < KNOWN_FOR_SECONDS
         if fresh and state.known + state.passed + 1 <= self._limit * LOCAL_SHARE:
             state.passed += 1
             if self._flushing is None:
@@ -97,16 +103,19 @@ class BatchedWindowCounter:
         try:
             while True:
                 await asyncio.sleep(FLUSH_SECONDS)
-                now = time.monotonic()
                 passing = [key for key, state in self._keys.items() if state.passed]
-                for key in [k for k, s in self._keys.items() if self._forgettable(s, now)]:
-                    del self._keys[key]
                 if not passing:
                     return
                 for start in range(0, len(passing), MAX_KEYS_PER_CALL):
                     await self._count(passing[start : start + MAX_KEYS_PER_CALL])
         finally:
             self._flushing = None
+
+    def _prune(self, now: float) -> None:
+        """Forget addresses not heard of lately, once a second: memory stays bounded by them."""
+        self._next_prune = now + KNOWN_FOR_SECONDS
+        for key in [key for key, state in self._keys.items() if self._forgettable(state, now)]:
+            del self._keys[key]
 
     def _forgettable(self, state: _Key, now: float) -> bool:
         return not (state.passed or state.asking) and now - state.known_at >= KNOWN_FOR_SECONDS

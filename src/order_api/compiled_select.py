@@ -10,9 +10,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 Row = dict[str, Any]
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 class CompiledSelect:
@@ -24,13 +26,26 @@ class CompiledSelect:
         compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
         self.sql = str(compiled)
         self.parameter_order = tuple(compiled.positiontup or ())
+        # Values written into the statement itself; the named ones come with each call.
+        self.fixed = {
+            name: bind.value for name, bind in compiled.binds.items() if not bind.required
+        }
 
     async def fetch_all(self, session: AsyncSession, **parameters: Any) -> list[Row]:
-        driver = await _postgresql_driver(session)
-        if driver is None:
+        connection = await session.connection()
+        if connection.dialect.name != "postgresql":
             result = await session.execute(self.statement, parameters)
             return [dict(row._mapping) for row in result]
-        records = await driver.fetch(self.sql, *self._arguments(parameters))
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+        try:
+            records = await driver.fetch(self.sql, *self._arguments(parameters))
+        except _DRIVER_ERRORS as error:
+            # As SQLAlchemy would raise it: a timeout or a lost connection is then a 503.
+            lost = driver.is_closed()
+            if lost:
+                await connection.invalidate(error)
+            raise DBAPIError(self.sql, None, error, connection_invalidated=lost) from error
         return [dict(record) for record in records]
 
     async def fetch_one(self, session: AsyncSession, **parameters: Any) -> Row | None:
@@ -42,13 +57,7 @@ class CompiledSelect:
         return None if row is None else next(iter(row.values()))
 
     def _arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
-        return [parameters[name] for name in self.parameter_order]
-
-
-async def _postgresql_driver(session: AsyncSession) -> asyncpg.Connection | None:
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        return None
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-    return driver
+        return [
+            parameters[name] if name in parameters else self.fixed[name]
+            for name in self.parameter_order
+        ]

@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
 
-    db_pool_size: int = Field(default=5, ge=1, le=100)
-    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+    db_max_overflow: int = Field(default=0, ge=0, le=100)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     db_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
     max_body_size: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)

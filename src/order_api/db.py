@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,8 +19,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.dml import UpdateBase
 
 from order_api.config import Settings
+from order_api.fair_pool import FairAsyncQueuePool
 from order_api.metrics import track_connection_pool
 from order_api.stale_connections import replace_stale_connections
 
@@ -62,6 +63,7 @@ class Base(DeclarativeBase):
 def create_engine(settings: Settings) -> AsyncEngine:
     engine = _create_engine(settings)
     track_connection_pool(engine)
+    refuse_core_writes_when_reading(engine)
     return engine
 
 
@@ -78,6 +80,7 @@ def _create_engine(settings: Settings) -> AsyncEngine:
         echo=settings.debug,
         # Bound values (password and token hashes) never reach logs or error messages.
         hide_parameters=True,
+        poolclass=FairAsyncQueuePool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -160,35 +163,35 @@ def _refuse_writes_when_reading(state: ORMExecuteState) -> None:
         raise WriteWhileReading("a reading session only runs SELECTs")
 
 
+def refuse_core_writes_when_reading(engine: AsyncEngine) -> None:
+    """The same guard for Core statements run on a reading session's connection."""
+
+    @event.listens_for(engine.sync_engine, "before_execute")
+    def refuse(connection: Connection, statement: object, *_: object) -> None:
+        if connection.get_execution_options().get(READING) and isinstance(statement, UpdateBase):
+            raise WriteWhileReading("a reading session runs no INSERT, UPDATE or DELETE")
+
+
 def _refuse_flushes_when_reading(session: Session, *_: object) -> None:
     if session.info.get(READING) and (session.new or session.dirty or session.deleted):
         raise WriteWhileReading("a reading session flushes no changes")
-
-
-def create_request_gate(settings: Settings) -> asyncio.Semaphore:
-    """As many request sessions at once as the pool keeps connections, the others queued first
-    come, first served: in the pool's own queue a newcomer takes a returned connection ahead of
-    those waiting, who then wait again at the back (p99 of seconds under load). The overflow is
-    left to background work: overflow connections are opened and closed again on every use."""
-    return asyncio.Semaphore(settings.db_pool_size)
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. GET and HEAD only read (HTTP's safe methods): outside any
     transaction. Any other method: commit when the handler succeeds, roll back when it raises."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with request.app.state.request_gate:
-        if request.method in SAFE_METHODS:
-            async with reading_session(sessionmaker) as session:
-                yield session
-            return
-        async with sessionmaker() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
+    if request.method in SAFE_METHODS:
+        async with reading_session(sessionmaker) as session:
+            yield session
+        return
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
 
 
 # scope="function": the commit runs before the response is sent (p99 9-11x worse otherwise, notes).
@@ -203,5 +206,6 @@ async def reading_session(
     on SQLite no `BEGIN IMMEDIATE` write lock (readers would queue on it one by one)."""
     async with sessionmaker() as session:
         session.info[READING] = True
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        options = {"isolation_level": "AUTOCOMMIT", READING: True}
+        await session.connection(execution_options=options)
         yield session

@@ -273,5 +273,7 @@ def _write_json_access_line(handler: logging.Handler, event: str, fields: dict[s
         stream: IO[str] = handler.stream  # type: ignore[attr-defined]
         stream.write(text)
         stream.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken log stream must not fail the request, as with logging's own
     finally:
         handler.release()

@@ -30,6 +30,10 @@ def replace_stale_connections(engine: AsyncEngine, ping_timeout_seconds: float) 
     def note_return(_: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
         record.info[_RETURNED_AT] = time.monotonic()
 
+    @event.listens_for(sync_engine, "connect")
+    def note_fresh(_: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()  # just opened: no ping needed yet
+
     @event.listens_for(sync_engine, "checkout")
     def check(_: DBAPIConnection, record: ConnectionPoolEntry, __: object) -> None:
         # Raising DisconnectionError makes the pool discard this one and check out another.

@@ -384,12 +384,20 @@ async def test_listing_pages_add_up_to_the_whole(shop: Shop) -> None:
         pytest.param("100%", ["100% Arabica"], id="percent-after-text"),
         pytest.param("a_b", ["Tea_bag"], id="underscore-is-literal"),
         pytest.param("_", ["Tea_bag"], id="underscore-alone"),
+        pytest.param("c/d", ["AC/DC"], id="the-escape-character-is-literal"),
         pytest.param("Oolong", [], id="no-match"),
     ],
 )
 async def test_search_matches_part_of_the_name(shop: Shop, q: str, expected: list[str]) -> None:
     staff = await shop.account(Role.STAFF)
-    for name in ["Espresso beans", "espresso cup", "100% Arabica", "100 Arabica", "Tea_bag"]:
+    for name in [
+        "Espresso beans",
+        "espresso cup",
+        "100% Arabica",
+        "100 Arabica",
+        "Tea_bag",
+        "AC/DC",
+    ]:
         await create_product(shop, staff.headers, name=name)
     await create_product(shop, staff.headers, name="Teaxbag")
 

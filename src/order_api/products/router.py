@@ -49,7 +49,7 @@ async def list_products(
 ) -> ProductPage:
     """Products by name; inactive ones only for staff. `q` matches part of the name."""
     products, total = await service.list_products(session, query, sees_inactive(user))
-    items = [ProductRead.of(product, currency) for product in products]
+    items = [ProductRead.from_row(product, currency) for product in products]
     return ProductPage(items=items, total=total, page=query.page, page_size=query.page_size)
 
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from order_api.adapters.cache import Cache
 from order_api.compiled_select import CompiledSelect, Row
 from order_api.errors import Conflict, NotFound, ValidationFailed
-from order_api.pagination import fetch_page
 from order_api.products.models import Product
 from order_api.products.schemas import (
     PopularProduct,
@@ -83,14 +82,47 @@ class ReservedLine:
 
 async def list_products(
     session: AsyncSession, query: ProductQuery, include_inactive: bool
-) -> tuple[list[Product], int]:
+) -> tuple[list[Row], int]:
+    """One page by name, and how many match on every page: two compiled statements."""
+    count, page = _LISTINGS[include_inactive, query.q is not None]
+    parameters = {"pattern": _contains_pattern(query.q)} if query.q is not None else {}
+    total = await count.fetch_value(session, **parameters)
+    offset, limit = query.offset, query.page_size
+    products = await page.fetch_all(session, **parameters, offset=offset, limit=limit)
+    return products, total or 0
+
+
+def _listing(include_inactive: bool, searching: bool) -> tuple[CompiledSelect, CompiledSelect]:
+    """The count and the page of one kind of listing, built and compiled once."""
     conditions: list[ColumnElement[bool]] = []
     if not include_inactive:
         conditions.append(Product.is_active.is_(True))
-    if query.q:
-        conditions.append(func.lower(Product.name).contains(query.q.lower(), autoescape=True))
-    statement = select(Product).where(*conditions).order_by(Product.name, Product.id)
-    return await fetch_page(session, query, statement)
+    if searching:
+        conditions.append(func.lower(Product.name).like(bindparam("pattern"), escape=_ESCAPE))
+    count = select(func.count()).select_from(Product).where(*conditions)
+    page = (
+        select(*PRODUCT_COLUMNS)
+        .where(*conditions)
+        .order_by(Product.name, Product.id)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    return CompiledSelect(count), CompiledSelect(page)
+
+
+def _contains_pattern(text: str) -> str:
+    """`%text%` for LIKE, any case, with LIKE's own characters in `text` matched literally."""
+    escaped = "".join(_ESCAPE + char if char in _LIKE_SPECIALS else char for char in text.lower())
+    return f"%{escaped}%"
+
+
+_ESCAPE = "/"
+_LIKE_SPECIALS = frozenset({"%", "_", _ESCAPE})
+_LISTINGS = {
+    (inactive, searching): _listing(inactive, searching)
+    for inactive in (False, True)
+    for searching in (False, True)
+}
 
 
 async def get_product(session: AsyncSession, product_id: uuid.UUID, include_inactive: bool) -> Row:
