@@ -33,7 +33,7 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         try:
-            await_(asyncio.wait_for(self._turns.acquire(), self._wait_seconds))
+            await_(self._take_turn())
         except TimeoutError:
             raise exc.TimeoutError(
                 f"no connection free after {self._wait_seconds:g} s (pool of {self.size()})"
@@ -43,6 +43,11 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
         except BaseException:
             self._turns.release()
             raise
+
+    async def _take_turn(self) -> None:
+        # asyncio.timeout, not wait_for: no task per checkout, and no wait when a turn is free.
+        async with asyncio.timeout(self._wait_seconds):
+            await self._turns.acquire()
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         try:
