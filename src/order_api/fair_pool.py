@@ -9,11 +9,15 @@ bounded by the pool timeout like the pool's own wait (a 503 `Retry-After` for th
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.util import await_
+
+# SQLAlchemy keeps its pools' loggers at WARNING; this subclass logs under our package's name.
+logging.getLogger(__name__).setLevel(logging.WARNING)
 
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):
