@@ -25,16 +25,14 @@ def measure(
     run_tag: str,
 ) -> tuple[dict[str, list[RunResult]], list[str]]:
     """Every scenario's runs by key, and a line per failed run (non-2xx or socket errors)."""
+
+    def load(scenario: Scenario, seconds: float, tag: str) -> RunResult:
+        return run_load(scenario, servers[scenario.server], seconds, context, f"{run_tag}-{tag}")
+
     if options.warmup_seconds > 0:
         print(f"warm-up: {options.warmup_seconds:g} s per scenario", flush=True)
         for scenario in scenarios:
-            warm = run_load(
-                scenario,
-                servers[scenario.server],
-                options.warmup_seconds,
-                context,
-                f"{run_tag}-warm-{scenario.key}",
-            )
+            warm = load(scenario, options.warmup_seconds, f"warm-{scenario.key}")
             if warm.problems:
                 print(f"  warm-up of {scenario.title}: {', '.join(warm.problems)}", flush=True)
     runs: dict[str, list[RunResult]] = {scenario.key: [] for scenario in scenarios}
@@ -42,13 +40,7 @@ def measure(
     for round_number in range(1, options.runs + 1):
         print(f"round {round_number}/{options.runs}", flush=True)
         for scenario in scenarios:
-            run = run_load(
-                scenario,
-                servers[scenario.server],
-                options.duration_seconds,
-                context,
-                f"{run_tag}-{round_number}-{scenario.key}",
-            )
+            run = load(scenario, options.duration_seconds, f"{round_number}-{scenario.key}")
             runs[scenario.key].append(run)
             print(f"  {scenario.title:<60} {describe(run)}", flush=True)
             if run.problems:

@@ -103,13 +103,14 @@ class _Counting:
         rules: dict[str, Rule],
         batched: dict[str, BatchedWindowCounter] | None = None,
     ) -> None:
+        self.batched = batched or {}
         self.limiters: dict[str, RateLimiter] = {
             name: (MovingWindowRateLimiter if rule.exact else SlidingWindowCounterRateLimiter)(
                 storage
             )
             for name, rule in rules.items()
+            if name not in self.batched
         }
-        self.batched = batched or {}
 
     async def hit(self, rule: Rule, key: str) -> float | None:
         """None when allowed; else the seconds until the window lets one more through."""
