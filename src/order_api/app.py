@@ -22,6 +22,7 @@ from order_api.api_links import add_links
 from order_api.auth.router import router as auth_router
 from order_api.background import Background
 from order_api.board.router import router as board_router
+from order_api.compiled_select import DatabaseReader
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
 from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.reader = DatabaseReader(engine, app.state.sessionmaker)
         app.state.passwords = passwords_from(settings)
         app.state.tokens = tokens_from(settings)
         redis_client = redis_client_from(settings)

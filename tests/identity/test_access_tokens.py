@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import jwt
@@ -12,10 +13,12 @@ from tests.accounts import Account, Shop, bearer
 from tests.tokens import FromNow, b64, claims_for, mint
 
 ME = "/api/v1/users/me"
+# Public reads look up only the caller's role, with a compiled SELECT of their own (issue 11).
+PUBLIC_READ = "/api/v1/products?page_size=1"
 
 
-async def assert_invalid_token(shop: Shop, token: str) -> None:
-    response = await shop.client.get(ME, headers=bearer(token))
+async def assert_invalid_token(shop: Shop, token: str, path: str = ME) -> None:
+    response = await shop.client.get(path, headers=bearer(token))
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
@@ -184,6 +187,18 @@ async def test_logout_all_refuses_access_tokens_issued_before_it(shop: Shop) -> 
     # A login right after (same second, even) is not caught by the cut-off.
     fresh = (await shop.log_in(first.email)).json()
     assert (await shop.me(fresh["access_token"])).status_code == 200
+
+
+async def test_a_public_read_refuses_the_tokens_a_private_one_refuses(shop: Shop) -> None:
+    revoked, deactivated = await shop.account(Role.STAFF), await shop.account(Role.STAFF)
+    assert (await shop.client.get(PUBLIC_READ, headers=revoked.headers)).status_code == 200
+    logged_out = await shop.client.post("/api/v1/auth/logout-all", headers=revoked.headers)
+    assert logged_out.status_code == 204
+    url = f"/api/v1/users/{deactivated.id}"
+    assert (await shop.client.delete(url, headers=deactivated.headers)).status_code == 204
+    for token in (revoked.access_token, deactivated.access_token, revoked.refresh_token):
+        await assert_invalid_token(shop, token, PUBLIC_READ)
+    await assert_invalid_token(shop, mint(claims_for(uuid.uuid4())), PUBLIC_READ)  # no such user
 
 
 async def test_every_access_token_is_checked_against_the_database(shop: Shop) -> None:

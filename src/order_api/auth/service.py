@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.models import RefreshToken, RefreshTokenFamily
 from order_api.auth.schemas import TokenPair
+from order_api.compiled_select import CompiledSelect, DatabaseReader
 from order_api.errors import Unauthorized
 from order_api.fields import normalise_email
 from order_api.rate_limits import RateLimits
@@ -24,7 +25,7 @@ from order_api.security import (
     Tokens,
     hash_refresh_token,
 )
-from order_api.users.models import User
+from order_api.users.models import Role, User
 
 logger = structlog.get_logger(__name__)
 REVOCATION_CHECK_BATCH = 500  # ids per IN (...) list: well inside every driver's parameter limit
@@ -174,11 +175,31 @@ async def authenticate(session: AsyncSession, tokens: Tokens, access_token: str)
 async def user_for_claims(session: AsyncSession, claims: AccessClaims) -> User:
     """The active user of verified claims, unless a revocation came after the token was issued."""
     user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active:
-        raise InvalidToken()
-    if claims.issued_at < user.tokens_valid_after.timestamp():
+    if user is None or not _still_honoured(claims, user.is_active, user.tokens_valid_after):
         raise InvalidToken()
     return user
+
+
+async def caller_role(reader: DatabaseReader, tokens: Tokens, access_token: str) -> Role:
+    """The role of the user an access token speaks for, checked as `authenticate` checks it:
+    for public reads, which need the role only (one compiled SELECT, no session)."""
+    claims = tokens.verify_access(access_token)
+    row = await reader.fetch_one(_CALLER, user_id=claims.user_id)
+    if row is None or not _still_honoured(claims, row["is_active"], row["tokens_valid_after"]):
+        raise InvalidToken()
+    return Role(row["role"])
+
+
+def _still_honoured(claims: AccessClaims, is_active: bool, tokens_valid_after: datetime) -> bool:
+    """Active, and no revocation came after the token was issued."""
+    return is_active and claims.issued_at >= tokens_valid_after.timestamp()
+
+
+_CALLER = CompiledSelect(
+    select(User.role, User.is_active, User.tokens_valid_after).where(
+        User.id == bindparam("user_id")
+    )
+)
 
 
 async def revocation_cutoffs(

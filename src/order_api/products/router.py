@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from order_api.adapters.cache import Cache
-from order_api.auth.dependencies import StaffUser, optional_user
+from order_api.auth.dependencies import OptionalRole, StaffUser
+from order_api.compiled_select import ReaderDep
 from order_api.config import CurrencyDep
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
@@ -20,7 +21,7 @@ from order_api.products.schemas import (
     ProductRead,
     ProductUpdate,
 )
-from order_api.users.models import Role, User
+from order_api.users.models import Role
 
 router = APIRouter(prefix="/api/v1/products", tags=["products"], route_class=UniqueKeysRoute)
 
@@ -31,42 +32,41 @@ async def get_cache(request: Request) -> Cache:
 
 
 CacheDep = Annotated[Cache, Depends(get_cache)]
-OptionalUser = Annotated[User | None, Depends(optional_user)]
 # Public, and a token is welcome (staff then see inactive products): OpenAPI's "optional auth".
 OPTIONAL_AUTH: dict[str, Any] = {"security": [{}, {"OAuth2PasswordBearer": []}]}
 
 
-def sees_inactive(user: User | None) -> bool:
-    return user is not None and user.role in (Role.STAFF, Role.ADMIN)
+def sees_inactive(role: Role | None) -> bool:
+    return role in (Role.STAFF, Role.ADMIN)
 
 
 @router.get("", openapi_extra=OPTIONAL_AUTH)
 async def list_products(
-    session: SessionDep,
+    reader: ReaderDep,
     currency: CurrencyDep,
-    user: OptionalUser,
+    role: OptionalRole,
     query: Annotated[ProductQuery, Query()],
 ) -> ProductPage:
     """Products by name; inactive ones only for staff. `q` matches part of the name."""
-    products, total = await service.list_products(session, query, sees_inactive(user))
+    products, total = await service.list_products(reader, query, sees_inactive(role))
     items = [ProductRead.from_row(product, currency) for product in products]
     return ProductPage(items=items, total=total, page=query.page, page_size=query.page_size)
 
 
 @router.get("/popular")
 async def popular(
-    session: SessionDep, cache: CacheDep, currency: CurrencyDep
+    reader: ReaderDep, cache: CacheDep, currency: CurrencyDep
 ) -> list[PopularProduct]:
     """The ten best sellers by units ordered (cancelled orders excluded); up to a minute old."""
-    return await service.popular_products(session, cache, currency)
+    return await service.popular_products(reader, cache, currency)
 
 
 # `:uuid`: "popular" is no id, so `PATCH /popular` is a 405 rather than a call with a bad id.
 @router.get("/{product_id:uuid}", responses=problem_responses(404), openapi_extra=OPTIONAL_AUTH)
 async def read_product(
-    session: SessionDep, currency: CurrencyDep, user: OptionalUser, product_id: uuid.UUID
+    reader: ReaderDep, currency: CurrencyDep, role: OptionalRole, product_id: uuid.UUID
 ) -> ProductRead:
-    product = await service.get_product(session, product_id, sees_inactive(user))
+    product = await service.get_product(reader, product_id, sees_inactive(role))
     return ProductRead.from_row(product, currency)
 
 

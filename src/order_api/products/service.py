@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from order_api.adapters.cache import Cache
-from order_api.compiled_select import CompiledSelect, Row
+from order_api.compiled_select import CompiledSelect, DatabaseReader, Row
 from order_api.errors import Conflict, NotFound, ValidationFailed
 from order_api.products.models import Product
 from order_api.products.schemas import (
@@ -57,6 +57,12 @@ _RESERVE = (
 _PRODUCT_BY_ID = CompiledSelect(
     select(*PRODUCT_COLUMNS).where(Product.id == bindparam("product_id"))
 )
+_POPULAR_SELECT = CompiledSelect(
+    select(*PRODUCT_COLUMNS, Product.units_sold)
+    .where(Product.is_active.is_(True), Product.units_sold > 0)
+    .order_by(Product.units_sold.desc(), Product.name, Product.id)
+    .limit(POPULAR_LIMIT)
+)
 _pending: set[asyncio.Task[None]] = set()  # the event loop keeps only weak references to tasks
 
 
@@ -81,14 +87,14 @@ class ReservedLine:
 
 
 async def list_products(
-    session: AsyncSession, query: ProductQuery, include_inactive: bool
+    reader: DatabaseReader, query: ProductQuery, include_inactive: bool
 ) -> tuple[list[Row], int]:
     """One page by name, and how many match on every page: two compiled statements."""
     count, page = _LISTINGS[include_inactive, query.q is not None]
     parameters = {"pattern": _contains_pattern(query.q)} if query.q is not None else {}
-    total = await count.fetch_value(session, **parameters)
+    total = await reader.fetch_value(count, **parameters)
     offset, limit = query.offset, query.page_size
-    products = await page.fetch_all(session, **parameters, offset=offset, limit=limit)
+    products = await reader.fetch_all(page, **parameters, offset=offset, limit=limit)
     return products, total or 0
 
 
@@ -125,8 +131,8 @@ _LISTINGS = {
 }
 
 
-async def get_product(session: AsyncSession, product_id: uuid.UUID, include_inactive: bool) -> Row:
-    product = await _PRODUCT_BY_ID.fetch_one(session, product_id=product_id)
+async def get_product(reader: DatabaseReader, product_id: uuid.UUID, include_inactive: bool) -> Row:
+    product = await reader.fetch_one(_PRODUCT_BY_ID, product_id=product_id)
     if product is None or not (product["is_active"] or include_inactive):
         raise ProductNotFound()
     return product
@@ -178,7 +184,7 @@ async def forget_popular(session: AsyncSession, cache: Cache) -> None:
 
 
 async def popular_products(
-    session: AsyncSession, cache: Cache, currency: str
+    reader: DatabaseReader, cache: Cache, currency: str
 ) -> list[PopularProduct]:
     """The top sellers by units in orders that are not cancelled, cached for a minute."""
     cached = await cache.get(POPULAR_CACHE_KEY)
@@ -187,15 +193,11 @@ async def popular_products(
             return _POPULAR.validate_json(cached)
         except ValidationError:
             pass  # written by another version of the service: read afresh and overwrite it
-    products = await session.scalars(
-        select(Product)
-        .where(Product.is_active.is_(True), Product.units_sold > 0)
-        .order_by(Product.units_sold.desc(), Product.name, Product.id)
-        .limit(POPULAR_LIMIT)
-    )
+    rows = await reader.fetch_all(_POPULAR_SELECT)
     popular = [
-        PopularProduct(product=ProductRead.of(product, currency), units_sold=product.units_sold)
-        for product in products
+        # ProductRead ignores the extra `units_sold`, as it ignores any column it does not show.
+        PopularProduct(product=ProductRead.from_row(row, currency), units_sold=row["units_sold"])
+        for row in rows
     ]
     await cache.set(POPULAR_CACHE_KEY, _POPULAR.dump_json(popular), POPULAR_TTL_SECONDS)
     return popular
