@@ -119,11 +119,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
 
+    app.include_router(products_router)
+    app.include_router(orders_router)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(users_router)
-    app.include_router(products_router)
-    app.include_router(orders_router)
     app.include_router(board_router)
     app.include_router(metrics_router)
     api_docs.install_api_docs(app)

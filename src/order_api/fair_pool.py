@@ -49,7 +49,10 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
             raise
 
     async def _take_turn(self) -> None:
-        # asyncio.timeout, not wait_for: no task per checkout, and no wait when a turn is free.
+        if not self._turns.locked():  # free, and nobody queued ahead: taken without a timer
+            await self._turns.acquire()
+            return
+        # asyncio.timeout, not wait_for: no task per checkout.
         async with asyncio.timeout(self._wait_seconds):
             await self._turns.acquire()
 
