@@ -25,22 +25,22 @@ from order_api.board.router import router as board_router
 from order_api.compiled_select import DatabaseReader
 from order_api.config import Settings, load_settings
 from order_api.db import create_engine, create_sessionmaker
-from order_api.edge import BodySizeLimitMiddleware, HeadAsGetMiddleware
-from order_api.errors import UnhandledErrorMiddleware, document_problems, install_error_handlers
-from order_api.headers import CorsMiddleware, SecurityHeadersMiddleware
-from order_api.health.liveness import LivenessMiddleware
+from order_api.edge import EdgeMiddleware, EdgeRules
+from order_api.errors import document_problems, install_error_handlers
+from order_api.headers import CorsPolicy, SecurityHeaders
+from order_api.health.liveness import LIVENESS_ANSWER, LIVENESS_PATH
 from order_api.health.router import router as health_router
 from order_api.metrics import mark_this_process_dead
 from order_api.metrics import router as metrics_router
-from order_api.observability import RequestContextMiddleware, configure_logging
+from order_api.observability import configure_logging
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
 from order_api.products.router import router as products_router
 from order_api.rate_limits import RateLimits
 from order_api.security import Passwords, Tokens
-from order_api.throttling import RequestRateLimitMiddleware
 from order_api.users.router import router as users_router
 
+GC_YOUNG_THRESHOLD = 10_000
 DESCRIPTION = (
     "Orders for a small shop: customers register, browse and order; staff run the catalogue and "
     "move orders through their lifecycle. Every error is `application/problem+json`."
@@ -76,6 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Long-lived start-up objects never need collecting; freezing them cuts gen-2 GC pauses.
         gc.collect()
         gc.freeze()
+        # Young collections every 10,000 net allocations, not 700: a request's objects are then
+        # mostly freed before one runs (GC was ~10 % of a product read's CPU; issue 11).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         try:
             yield
         finally:
@@ -103,22 +106,18 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    # add_middleware wraps: the last added runs first (outermost).
-    if settings.rate_limit_enabled:
-        # Innermost: a 429 carries CORS and the headers, and a fault in it is a 500 problem.
-        app.add_middleware(RequestRateLimitMiddleware, trusted_proxies=settings.trusted_proxies)
-    app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size)
-    app.add_middleware(HeadAsGetMiddleware)
-    app.add_middleware(LivenessMiddleware)
-    # Outside the error and size-limit middleware, so their 500s and 413s get CORS and headers.
-    app.add_middleware(CorsMiddleware, allowed_origins=settings.allowed_origins)
-    app.add_middleware(
-        SecurityHeadersMiddleware,
-        strict_transport_security=settings.environment == "production",
+    edge = EdgeRules(
+        security_headers=SecurityHeaders(
+            strict_transport_security=settings.environment == "production"
+        ),
+        cors=CorsPolicy(settings.allowed_origins),
+        max_body_size=settings.max_body_size,
+        rate_limit_proxies=settings.trusted_proxies if settings.rate_limit_enabled else None,
+        fixed_answers={LIVENESS_PATH: LIVENESS_ANSWER},
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(EdgeMiddleware, rules=edge)
 
+    # Hot routers first: FastAPI tries them in order (~1.5 µs a route passed, issue 11).
     app.include_router(products_router)
     app.include_router(orders_router)
     app.include_router(health_router)

@@ -15,7 +15,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_api.db import DatabaseUnreachable
 from order_api.json_bodies import DUPLICATE_KEY
@@ -353,33 +352,3 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 "default", {"description": "Any other error, as a problem", "content": problem}
             )
     return schema
-
-
-class UnhandledErrorMiddleware:
-    """Turns an unexpected exception into a bare 500 problem inside our middleware stack.
-
-    Starlette would answer from its outermost ServerErrorMiddleware, past our request-id and header
-    middleware; catching here keeps those on the 500 and keeps the trace in the log only.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking_start)
-        except Exception:
-            logger.exception("unhandled_error", path=scope["path"])
-            if response_started:
-                raise
-            await AppError().to_response()(scope, receive, send)

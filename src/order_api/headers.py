@@ -1,4 +1,4 @@
-"""Security headers and CORS on every HTTP response: errors and middleware answers included."""
+"""Security headers and CORS on every HTTP response (the edge adds them): errors included."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from order_api.errors import CorsRefused
 
@@ -56,74 +56,69 @@ def fixed_security_headers(*, strict_transport_security: bool) -> dict[str, str]
     return fixed
 
 
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every HTTP response, whoever made it.
+class SecurityHeaders:
+    """The security headers every HTTP response gets, whoever made it.
 
     A route may set its own `Content-Security-Policy` (pages) or `Cache-Control` (static files);
     the other headers are fixed.
     """
 
-    def __init__(self, app: ASGIApp, *, strict_transport_security: bool) -> None:
-        self.app = app
+    def __init__(self, *, strict_transport_security: bool) -> None:
         fixed = fixed_security_headers(strict_transport_security=strict_transport_security)
         # Raw, once: one pass over each response's headers instead of a lookup per header.
         self.fixed = [_raw(name, value) for name, value in fixed.items()]
         self.replaced = {name for name, _ in self.fixed} | {b"x-powered-by"}
         self.defaults = [_raw(name, value) for name, value in DEFAULT_SECURITY_HEADERS.items()]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def apply(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        replaced: frozenset[bytes] = frozenset(),
+        vary_origin: bool = False,
+    ) -> list[tuple[bytes, bytes]]:
+        """The response's headers with ours, in one pass: fixed ones (and `replaced`) dropped
+        from theirs and, with `vary_origin`, Origin added to Vary (the CORS answer differs by
+        Origin, allowed or not, so caches must key on it)."""
+        kept: list[tuple[bytes, bytes]] = []
+        present: set[bytes] = set()
+        for name, value in headers:
+            lower = name.lower()
+            if lower in self.replaced or lower in replaced:
+                continue
+            if lower == b"vary" and vary_origin:
+                value, vary_origin = value + b", Origin", False
+            kept.append((name, value))
+            present.add(lower)
+        if vary_origin:
+            kept.append((b"vary", b"Origin"))
+        return kept + self.fixed + [header for header in self.defaults if header[0] not in present]
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", ())
-                    if name.lower() not in self.replaced
-                ]
-                present = {name.lower() for name, _ in headers}
-                defaults = [header for header in self.defaults if header[0] not in present]
-                message["headers"] = headers + self.fixed + defaults
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
-
-
-class CorsMiddleware:
+class CorsPolicy:
     """CORS for the origins in `ALLOWED_ORIGINS`: an exact echo, never credentials.
 
     Starlette's CORSMiddleware refuses a preflight in text/plain; ours is a problem like any error.
     """
 
-    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, allowed_origins: Iterable[str]) -> None:
         # Browsers send the origin lower-case and without a path; accept lists written otherwise.
         origins = {origin.strip().rstrip("/").lower() for origin in allowed_origins}
         self.any_origin = "*" in origins
         self.allowed_origins = frozenset(origins - {"*"})
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        origin = _first_header(scope, b"origin")
-        if scope["method"] == "OPTIONS" and origin:
-            request_headers = Headers(scope=scope)
-            if "access-control-request-method" in request_headers:
-                await self._preflight(origin, request_headers)(scope, receive, send)
-                return
+    def preflight(self, scope: Scope, origin: str | None) -> Response | None:
+        """The answer to a preflight (`OPTIONS` with `Access-Control-Request-Method`), or None."""
+        if scope["method"] != "OPTIONS" or not origin:
+            return None
+        request_headers = Headers(scope=scope)
+        if "access-control-request-method" not in request_headers:
+            return None
+        return self._preflight(origin, request_headers)
+
+    def granted(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        """The CORS headers for an actual request from this origin (none when refused)."""
         allowed = self._allow_origin(origin)
-        # The answer differs by Origin, so caches must key on it, allowed or not.
-        added = [(b"access-control-allow-origin", allowed.encode()), EXPOSED] if allowed else []
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = _with_vary_origin(list(message.get("headers", ()))) + added
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
+        return [(b"access-control-allow-origin", allowed.encode()), EXPOSED] if allowed else []
 
     def _allow_origin(self, origin: str | None) -> str | None:
         """The `Access-Control-Allow-Origin` value for this origin, or None when refused."""
@@ -159,18 +154,8 @@ class CorsMiddleware:
         return CorsRefused(detail, headers={"Vary": "Origin"}).to_response()
 
 
-def _first_header(scope: Scope, name: bytes) -> str | None:
+def first_header(scope: Scope, name: bytes) -> str | None:
     for header, value in scope["headers"]:
         if header == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def _with_vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Origin added to the response's Vary, as Starlette's `add_vary_header` does."""
-    for index, (name, value) in enumerate(headers):
-        if name.lower() == b"vary":
-            headers[index] = (name, value + b", Origin")
-            return headers
-    headers.append((b"vary", b"Origin"))
-    return headers

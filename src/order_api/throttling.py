@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import Counter
 from pydantic import IPvAnyNetwork
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from order_api.config import Settings
-from order_api.errors import TooManyRequests
 from order_api.networks import address_in
 from order_api.rate_limits import RateLimits
 
@@ -73,27 +72,16 @@ def _resolve_client(scope: Scope, proxies: Networks) -> tuple[str, bool]:
     return address, False
 
 
-class RequestRateLimitMiddleware:
-    """The general per-address limit (RATE_LIMIT_DEFAULT) on every HTTP request but probes."""
-
-    def __init__(self, app: ASGIApp, trusted_proxies: Networks) -> None:
-        self.app = app
-        self.trusted_proxies = trusted_proxies
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        address, forwarded_ignored = _resolve_client(scope, self.trusted_proxies)
-        if forwarded_ignored:
-            FORWARDED_IGNORED.inc()
-        rate_limits: RateLimits = scope["app"].state.rate_limits
-        try:
-            await rate_limits.check_request(address)
-        except TooManyRequests as refusal:
-            await refusal.to_response()(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+async def check_request_rate(scope: Scope, trusted_proxies: Networks) -> None:
+    """The general per-address limit (RATE_LIMIT_DEFAULT) on an HTTP request, probes and scrapes
+    excepted: raises TooManyRequests."""
+    if scope["path"] in UNLIMITED_PATHS:
+        return
+    address, forwarded_ignored = _resolve_client(scope, trusted_proxies)
+    if forwarded_ignored:
+        FORWARDED_IGNORED.inc()
+    rate_limits: RateLimits = scope["app"].state.rate_limits
+    await rate_limits.check_request(address)
 
 
 async def rate_limits(request: Request) -> RateLimits:

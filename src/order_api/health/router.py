@@ -17,7 +17,7 @@ READINESS_RESPONSES: dict[int | str, dict[str, object]] = {
 
 @router.get("/live", summary="The process is up (never touches a back-end)")
 async def live() -> Liveness:
-    """Answered by `LivenessMiddleware` before routing (the same body); declared here for the
+    """Answered at the edge (`EdgeMiddleware`) before routing (the same body); declared here for the
     schema, and served from here only where that middleware is left out."""
     return Liveness()
 
