@@ -71,8 +71,10 @@ class BatchedWindowCounter:
         self._counting: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    async def hit(self, key: str) -> float | None:
-        """None when allowed; else the seconds until the window lets one more through."""
+    def pass_at_once(self, key: str) -> bool:
+        """Let a hit of a key far below its limit through now (it is counted in the next flush);
+        False when this hit must wait for an exact count (`hit`). Not a coroutine: the default
+        limit is checked on every request."""
         now = time.monotonic()
         if now >= self._next_prune:
             self._prune(now)
@@ -80,11 +82,18 @@ class BatchedWindowCounter:
         if state is None:
             state = self._keys[key] = _Key()
         fresh = now - state.known_at < KNOWN_FOR_SECONDS
-        if fresh and state.known + state.passed + 1 <= self._limit * LOCAL_SHARE:
-            state.passed += 1
-            if self._flushing is None:
-                self._flushing = asyncio.create_task(self._flush_while_passing())
+        if not fresh or state.known + state.passed + 1 > self._limit * LOCAL_SHARE:
+            return False
+        state.passed += 1
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_while_passing())
+        return True
+
+    async def hit(self, key: str) -> float | None:
+        """None when allowed; else the seconds until the window lets one more through."""
+        if self.pass_at_once(key):
             return None
+        state = self._keys[key]
         answer: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
         state.asking.append(answer)
         self._asking.add(key)

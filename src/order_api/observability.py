@@ -234,8 +234,13 @@ def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -
     }
     if _json_access_handler is None:
         access_logger.info(event, **fields)
-    else:
-        _write_json_access_line(_json_access_handler, event, fields)
+    elif _access_stdlib_logger.isEnabledFor(logging.INFO):
+        fields["event"] = event
+        fields["request_id"] = _request_id.get()
+        fields["level"] = "info"
+        fields["logger"] = ACCESS_LOGGER_NAME
+        fields["timestamp"] = _utc_timestamp()
+        _write_json_access_line(_json_access_handler, pydantic_core.to_json(fields, fallback=str))
     return route
 
 
@@ -256,24 +261,13 @@ def _utc_timestamp() -> str:
     return f"{_Second.text}.{int((now - second) * 1_000_000):06d}Z"
 
 
-def _write_json_access_line(handler: logging.Handler, event: str, fields: dict[str, Any]) -> None:
+def _write_json_access_line(handler: logging.Handler, line: bytes) -> None:
     """The JSON line structlog would write, written straight to the log stream: one per request,
     and the stdlib and structlog layers (two LogRecords, a formatter chain) cost ~25 µs of it."""
-    if not _access_stdlib_logger.isEnabledFor(logging.INFO):
-        return
-    line = {
-        **fields,
-        "event": event,
-        "request_id": _request_id.get(),
-        "level": "info",
-        "logger": ACCESS_LOGGER_NAME,
-        "timestamp": _utc_timestamp(),
-    }
-    text = pydantic_core.to_json(line, fallback=str).decode() + "\n"
     handler.acquire()
     try:
         stream: IO[str] = handler.stream  # type: ignore[attr-defined]
-        stream.write(text)
+        stream.write(line.decode() + "\n")
         stream.flush()
     except (OSError, ValueError):
         pass  # a closed or broken log stream must not fail the request, as with logging's own
