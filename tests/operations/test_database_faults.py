@@ -126,12 +126,14 @@ def backend_ended_before_the_orders_commit(engine: AsyncEngine) -> Iterator[list
     between its last statement and COMMIT. Yields the pids ended."""
     ended: list[int] = []
 
-    def note_settled(connection: Connection, _: object, statement: str, *__: object) -> None:
-        if statement.startswith("UPDATE idempotency_records SET response_status"):
-            connection.info["order_settled"] = True
+    def note_reserving(connection: Connection, _: object, statement: str, *__: object) -> None:
+        # The order's transaction opens with its first stock reservation, through SQLAlchemy (the
+        # statements after it go to asyncpg directly): its COMMIT follows the settlement.
+        if statement.startswith("UPDATE products SET stock"):
+            connection.info["order_reserving"] = True
 
     def end_backend(connection: Connection) -> None:
-        if not connection.info.pop("order_settled", False) or ended:
+        if not connection.info.pop("order_reserving", False) or ended:
             return
         driver: asyncpg.Connection = connection.connection.driver_connection  # type: ignore[assignment]
         ended.append(driver.get_server_pid())
@@ -140,12 +142,12 @@ def backend_ended_before_the_orders_commit(engine: AsyncEngine) -> Iterator[list
             await_only(driver.execute("SELECT pg_terminate_backend(pg_backend_pid())"))
 
     sync_engine = engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", note_settled)
+    event.listen(sync_engine, "before_cursor_execute", note_reserving)
     event.listen(sync_engine, "commit", end_backend)
     try:
         yield ended
     finally:
-        event.remove(sync_engine, "before_cursor_execute", note_settled)
+        event.remove(sync_engine, "before_cursor_execute", note_reserving)
         event.remove(sync_engine, "commit", end_backend)
 
 

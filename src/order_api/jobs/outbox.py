@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.compiled_writes import CompiledWrite
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 
 RELAY_BATCH_SIZE = 100
 ERROR_TEXT_LIMIT = 2000
 OUTBOX_WRITTEN = "order_api.outbox_written"
-_INSERT_MESSAGE = insert(OutboxMessage)  # built once: building one per call costs a third more
+_INSERT_MESSAGE = CompiledWrite(insert(OutboxMessage))
 
 
 def utc_now() -> datetime:
@@ -32,8 +33,8 @@ async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any]) -> 
     now = utc_now()
     message_id = uuid.uuid4()
     row = {"id": message_id, "kind": kind, "payload": payload, "available_at": now}
-    # A Core INSERT at once, in the caller's transaction: cheaper than an object to flush.
-    await (await session.connection()).execute(_INSERT_MESSAGE, [{**row, "created_at": now}])
+    # An INSERT at once, in the caller's transaction: cheaper than an object to flush.
+    await _INSERT_MESSAGE.execute(await session.connection(), {**row, "created_at": now})
     session.info[OUTBOX_WRITTEN] = True
     return message_id
 

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, delete, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from order_api.compiled_writes import CompiledWrite
 from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
 from order_api.observability import current_request_id
 from order_api.orders import service
@@ -41,8 +42,8 @@ _OURS = (
     IdempotencyRecord.response_status.is_(None),
     IdempotencyRecord.created_at == bindparam("claimed_at"),
 )
-_FREE = delete(IdempotencyRecord).where(*_OURS)
-_SETTLE = (
+_FREE = CompiledWrite(delete(IdempotencyRecord).where(*_OURS))
+_SETTLE = CompiledWrite(
     update(IdempotencyRecord)
     .where(*_OURS)
     .values(
@@ -101,7 +102,7 @@ async def submit_order(
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
         outcome_values = {"status": outcome.status, "body": outcome.body}
-        settled = await (await session.connection()).scalar(_SETTLE, {**ours, **outcome_values})
+        settled = await _SETTLE.scalar(await session.connection(), {**ours, **outcome_values})
         if settled is None:
             raise RequestInProgress()
         # Committed here, not by the request: a COMMIT lost with its connection then frees the key
@@ -137,8 +138,7 @@ async def _claim(
         "expires_at": now + RETENTION,
         "claimed_at": now,
     }
-    claim = _CLAIMS[connection.dialect.name]
-    claimed = await connection.scalar(claim, values)
+    claimed = await _CLAIM.scalar(connection, values)
     if claimed is not None:
         await session.commit()
         return now
@@ -173,10 +173,9 @@ def _claim_statement(insert: Callable[[type[IdempotencyRecord]], OnConflictInser
     ).returning(IdempotencyRecord.id)
 
 
-_CLAIMS = {
-    "postgresql": _claim_statement(postgresql.insert),
-    "sqlite": _claim_statement(sqlite.insert),
-}
+_CLAIM = CompiledWrite(
+    _claim_statement(postgresql.insert), elsewhere=_claim_statement(sqlite.insert)
+)
 
 
 async def _purge_expired_now_and_then(connection: AsyncConnection, now: datetime) -> None:
@@ -198,9 +197,9 @@ async def _settle(
     """
     connection = await session.connection()
     if body is None:
-        await connection.execute(_FREE, ours)
+        await _FREE.execute(connection, ours)
     else:
-        await connection.execute(_SETTLE, {**ours, "status": status, "body": body})
+        await _SETTLE.execute(connection, {**ours, "status": status, "body": body})
     await session.commit()
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from order_api.compiled_writes import CompiledWrite
 from order_api.db import Base
 from order_api.errors import Conflict, NotFound
 from order_api.notifications.emails import queue_email
@@ -23,9 +24,9 @@ from order_api.products import service as products_service
 from order_api.users.models import Role, User
 
 # Built once: an INSERT built per call costs a third more than running it (issue 11).
-_INSERT_ORDER = insert(Order)
-_INSERT_LINES = insert(OrderLine)
-_INSERT_EVENT = insert(OrderEvent)
+_INSERT_ORDER = CompiledWrite(insert(Order))
+_INSERT_LINES = CompiledWrite(insert(OrderLine))
+_INSERT_EVENT = CompiledWrite(insert(OrderEvent))
 
 
 class OrderNotFound(NotFound):
@@ -97,8 +98,8 @@ async def place_order(
     )
     # Core INSERTs of the rows these objects describe: the ORM's unit of work cost 3x as much.
     connection = await session.connection()
-    await connection.execute(_INSERT_ORDER, [_columns(order, Order)])
-    await connection.execute(_INSERT_LINES, [_columns(line, OrderLine) for line in lines])
+    await _INSERT_ORDER.execute(connection, _columns(order, Order))
+    await _INSERT_LINES.execute(connection, [_columns(line, OrderLine) for line in lines])
     await _record_event(session, order, None, OrderStatus.PENDING, customer, now)
     await queue_order_event(session, order.id, customer.id, order.status, None, now)
     await queue_email(
@@ -207,7 +208,7 @@ async def _record_event(
         "actor_id": actor.id,
         "at": at,
     }
-    await (await session.connection()).execute(_INSERT_EVENT, [event])
+    await _INSERT_EVENT.execute(await session.connection(), event)
 
 
 def _columns(instance: Base, model: type[Base]) -> dict[str, Any]:
