@@ -29,7 +29,8 @@ from order_api.observability import (
     observe_websocket,
     pick_request_id,
 )
-from order_api.throttling import Networks, check_request_rate
+from order_api.rate_limits import RateLimits
+from order_api.throttling import Networks, limited_address
 
 logger = structlog.get_logger("order_api.errors")
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
@@ -108,9 +109,14 @@ class EdgeMiddleware:
         # One coroutine, no helpers awaited per request: each await level costs on every resume.
         try:
             answer = self._answer_at_the_edge(scope) if preflight is None else preflight
+            address = None
             if answer is None and rules.rate_limit_proxies is not None:
+                address = limited_address(scope, rules.rate_limit_proxies)
+            if address is not None:
+                limits: RateLimits = scope["app"].state.rate_limits
                 try:
-                    await check_request_rate(scope, rules.rate_limit_proxies)
+                    if not limits.request_passes_at_once(address):
+                        await limits.check_request(address)
                 except TooManyRequests as refusal:
                     answer = refusal.to_response()
             if answer is not None:

@@ -169,14 +169,18 @@ class RateLimits:
         batched = {"default": default}
         return cls(rules, shared, in_process=MemoryStorage(), batched=batched, enabled=enabled)
 
-    async def check_request(self, client: str) -> None:
+    def request_passes_at_once(self, client: str) -> bool:
+        """The general limit, far below it and with Redis answering: counted, and let through
+        without a round trip or an await (it is checked on every request). False: ask
+        `check_request`."""
         if not self.enabled:
-            return
+            return True
         key = address_key(client)
-        # Far below the limit, with Redis answering: no round trip and no chain of awaits.
-        if self._shared_down_until == 0.0 and self._shared.passes_at_once("default", key):
-            return
-        await self._hit("default", key)
+        return self._shared_down_until == 0.0 and self._shared.passes_at_once("default", key)
+
+    async def check_request(self, client: str) -> None:
+        if not self.request_passes_at_once(client):
+            await self._hit("default", address_key(client))
 
     async def check_login(self, client: str, email: str) -> None:
         # The address first: a sprayer out of attempts cannot spend the accounts' budgets.

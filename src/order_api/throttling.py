@@ -72,16 +72,15 @@ def _resolve_client(scope: Scope, proxies: Networks) -> tuple[str, bool]:
     return address, False
 
 
-async def check_request_rate(scope: Scope, trusted_proxies: Networks) -> None:
-    """The general per-address limit (RATE_LIMIT_DEFAULT) on an HTTP request, probes and scrapes
-    excepted: raises TooManyRequests."""
+def limited_address(scope: Scope, trusted_proxies: Networks) -> str | None:
+    """The address the general per-address limit (RATE_LIMIT_DEFAULT) counts an HTTP request
+    against; None for probes and scrapes, which it exempts."""
     if scope["path"] in UNLIMITED_PATHS:
-        return
+        return None
     address, forwarded_ignored = _resolve_client(scope, trusted_proxies)
     if forwarded_ignored:
         FORWARDED_IGNORED.inc()
-    rate_limits: RateLimits = scope["app"].state.rate_limits
-    await rate_limits.check_request(address)
+    return address
 
 
 async def rate_limits(request: Request) -> RateLimits:
