@@ -45,6 +45,18 @@ async def test_access_line_has_route_template_status_duration_and_request_id(
     assert "very-secret-value" not in json_log.getvalue()
 
 
+async def test_any_path_and_query_make_a_valid_json_line(
+    client: httpx2.AsyncClient, json_log: io.StringIO
+) -> None:
+    """The line is written as text: quotes, backslashes, control and non-ASCII characters in what
+    the client sent still give one line of JSON with the path as it was."""
+    await client.get("/no/%22quoted%22%5Cback%09slash/%C3%A9/%E2%80%A8", params={'na"me\\': "v"})
+    [line] = access_lines(json_log)
+    assert line["path"] == '/no/"quoted"\\back\tslash/é/\u2028'  # as ASGI decodes it
+    assert line["query"] == "na%22me%5C=[redacted]"  # names as sent, encoded
+    assert line["status"] == 404
+
+
 async def test_unmatched_route_is_logged_without_template(
     client: httpx2.AsyncClient, json_log: io.StringIO
 ) -> None:
