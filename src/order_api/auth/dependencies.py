@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from order_api.auth import service
-from order_api.compiled_select import ReaderDep
 from order_api.db import SessionDep
 from order_api.errors import Forbidden, Unauthorized
 from order_api.security import Passwords, Tokens
@@ -48,17 +47,13 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-async def optional_role(
-    request: Request, reader: ReaderDep, token: Annotated[str | None, Depends(bearer_token)]
-) -> Role | None:
-    """The caller's role on a public read: None when anonymous, 401 when the token sent is bad.
-    No session: a public read runs compiled SELECTs only (issue 11)."""
+async def optional_role(request: Request, token: str | None) -> Role | None:
+    """The caller's role on a public read, from the bearer token (`bearer_token`'s): None when
+    anonymous, 401 when the token sent is bad. No session: a public read runs compiled SELECTs
+    only (issue 11)."""
     if not token:
         return None
-    return await service.caller_role(reader, request.app.state.tokens, token)
-
-
-OptionalRole = Annotated[Role | None, Depends(optional_role)]
+    return await service.caller_role(request.app.state.reader, request.app.state.tokens, token)
 
 
 def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
