@@ -37,7 +37,8 @@ def _status_column() -> Enum:
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
-        Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
+        # A customer's page, newest first, in index order down to the tie-breaker (migration 0004).
+        Index("ix_orders_customer_id_created_at_id", "customer_id", "created_at", "id"),
         Index("ix_orders_created_at", "created_at"),
     )
 
