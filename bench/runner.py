@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 from bench.load import LoadContext, RunResult, run_load
 from bench.options import Options
+from bench.process_cpu import tree_cpu_seconds
 from bench.scenarios import Scenario
 from bench.servers import Server
 
@@ -15,6 +17,26 @@ def describe(run: RunResult) -> str:
         f"{run.requests_per_second:9,.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
         f"p99 {run.p99_ms:7.2f} ms  CPU {run.cpu_us_per_request:6,.0f} µs/req"
     )
+
+
+# A server still answering a run's last requests (wrk has gone, the requests have not) is idle
+# when it spends under this share of a core; it is given at most DRAIN_LIMIT_SECONDS for it.
+IDLE_CPU_SHARE = 0.1
+IDLE_CHECK_SECONDS = 0.2
+DRAIN_LIMIT_SECONDS = 20.0
+
+
+def wait_until_idle(server: Server) -> None:
+    """Let the requests a run left behind finish before the next run starts: after a slow
+    scenario (a second per answer) they would otherwise be counted against the next one."""
+    deadline = time.monotonic() + DRAIN_LIMIT_SECONDS
+    before = tree_cpu_seconds(server.process.pid)
+    while time.monotonic() < deadline:
+        time.sleep(IDLE_CHECK_SECONDS)
+        now = tree_cpu_seconds(server.process.pid)
+        if now - before < IDLE_CPU_SHARE * IDLE_CHECK_SECONDS:
+            return
+        before = now
 
 
 def measure(
@@ -27,7 +49,10 @@ def measure(
     """Every scenario's runs by key, and a line per failed run (non-2xx or socket errors)."""
 
     def load(scenario: Scenario, seconds: float, tag: str) -> RunResult:
-        return run_load(scenario, servers[scenario.server], seconds, context, f"{run_tag}-{tag}")
+        server = servers[scenario.server]
+        run = run_load(scenario, server, seconds, context, f"{run_tag}-{tag}")
+        wait_until_idle(server)
+        return run
 
     if options.warmup_seconds > 0:
         print(f"warm-up: {options.warmup_seconds:g} s per scenario", flush=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from order_api.compiled_writes import CompiledWrite
@@ -137,8 +138,35 @@ async def test_a_failed_write_is_sqlalchemys_error_and_rolls_back_whole(
         with pytest.raises(DBAPIError) as raised:
             await INSERT_MESSAGE.execute(connection, message(id=first["id"]))  # the same key
         await session.rollback()
+    assert isinstance(raised.value, IntegrityError)  # as SQLAlchemy raises it, on both databases
     assert not is_transient(raised.value)  # a real fault: a 500, not a 503 to retry
     assert await stored(sessionmaker, first["id"]) is None
+
+
+INSERT_IF_NEW = CompiledWrite(
+    postgresql.insert(OutboxMessage).on_conflict_do_nothing(index_elements=[OutboxMessage.id]),
+    elsewhere=sqlite.insert(OutboxMessage).on_conflict_do_nothing(
+        index_elements=[OutboxMessage.id]
+    ),
+)
+
+
+@pytest.mark.parametrize("opens_the_transaction", [True, False])
+async def test_a_statement_with_another_for_other_databases_runs_on_each(
+    sessionmaker: async_sessionmaker[AsyncSession], opens_the_transaction: bool
+) -> None:
+    """First in its transaction it goes through SQLAlchemy: PostgreSQL's own statement there too."""
+    written = message()
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        if not opens_the_transaction:
+            await INSERT_MESSAGE.execute(connection, message())
+        await INSERT_IF_NEW.execute(connection, written)
+        await INSERT_IF_NEW.execute(connection, {**written, "kind": "again"})  # no error, no row
+        await session.commit()
+    row = await stored(sessionmaker, written["id"])
+    assert row is not None
+    assert row.kind == "probe"
 
 
 def test_a_value_without_a_default_is_required() -> None:

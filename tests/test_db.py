@@ -68,6 +68,9 @@ async def test_postgres_statement_timeout_cancels_long_queries(engine: AsyncEngi
         assert (await connection.execute(text("SHOW statement_timeout"))).scalar() == "250ms"
         name = (await connection.execute(text("SHOW application_name"))).scalar()
         assert name == "order-api"
+        # No generic plans: each execution of a prepared statement is planned for its values.
+        mode = (await connection.execute(text("SHOW plan_cache_mode"))).scalar()
+        assert mode == "force_custom_plan"
     async with engine.connect() as connection:
         with pytest.raises(Exception, match="statement timeout"):
             await connection.execute(text("SELECT pg_sleep(2)"))

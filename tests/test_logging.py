@@ -80,6 +80,16 @@ async def test_500_logs_the_trace_once_with_the_request_id(
     assert line["status"] == 500
 
 
+async def test_a_head_request_that_fails_is_logged_with_its_route(
+    client: httpx2.AsyncClient, json_log: io.StringIO
+) -> None:
+    response = await client.head("/__test__/boom")
+    assert response.status_code == 500
+    assert response.content == b""
+    [line] = access_lines(json_log)
+    assert (line["method"], line["route"], line["status"]) == ("HEAD", "/__test__/boom", 500)
+
+
 async def test_json_tracebacks_carry_no_local_values(client: httpx2.AsyncClient) -> None:
     stream = io.StringIO()
     configure_logging("INFO", "json", stream=stream)

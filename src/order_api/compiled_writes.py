@@ -19,13 +19,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 
 from order_api.compiled_select import Row
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError,)
 _NO_DEFAULT = object()
 Processor = Callable[[Any], Any] | None
 
@@ -61,7 +62,7 @@ class CompiledWrite:
         many = list(rows) if not isinstance(rows, Mapping) else [rows]
         driver = _driver_in_transaction(connection)
         if driver is None:
-            await connection.execute(self.elsewhere, many)
+            await connection.execute(self._for(connection), many)
             return
         call: Awaitable[object] = (
             driver.execute(self.sql, *self._arguments(many[0]))
@@ -74,7 +75,7 @@ class CompiledWrite:
         """The RETURNING row, or None when no row was written."""
         driver = _driver_in_transaction(connection)
         if driver is None:
-            result = await connection.execute(self.elsewhere, parameters)
+            result = await connection.execute(self._for(connection), parameters)
             row = result.first()
             return None if row is None else dict(row._mapping)
         record = await self._on_driver(
@@ -91,6 +92,10 @@ class CompiledWrite:
         """The RETURNING row's first value, or None when no row was written."""
         row = await self.first(connection, parameters)
         return None if row is None else next(iter(row.values()))
+
+    def _for(self, connection: AsyncConnection) -> UpdateBase:
+        """The statement SQLAlchemy runs on this connection's database."""
+        return self.statement if connection.dialect.name == "postgresql" else self.elsewhere
 
     def _arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
         arguments = []
@@ -116,7 +121,9 @@ class CompiledWrite:
             lost = driver.is_closed()
             if lost:
                 await connection.invalidate(error)
-            raise DBAPIError(self.sql, None, error, connection_invalidated=lost) from error
+            # The class SQLAlchemy gives a constraint violation; any other is a DBAPIError.
+            kind = IntegrityError if isinstance(error, _CONSTRAINT_ERRORS) else DBAPIError
+            raise kind(self.sql, None, error, connection_invalidated=lost) from error
 
 
 def _driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connection | None:

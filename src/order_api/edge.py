@@ -125,11 +125,12 @@ class EdgeMiddleware:
                 # FastAPI routes accept only the methods they declare; probes and proxies send
                 # HEAD, answered wherever GET is (RFC 9110 §9.3.2).
                 get_scope = {**scope, "method": "GET"}
-                await self.app(
-                    get_scope, _within_limit(receive, rules.max_body_size), send_decorated
-                )
-                if "route" in get_scope:  # the access line and metrics name the GET's route
-                    scope["route"] = get_scope["route"]
+                counted = _within_limit(receive, rules.max_body_size)
+                try:
+                    await self.app(get_scope, counted, send_decorated)
+                finally:  # the access line and metrics name the GET's route, a 500's too
+                    if "route" in get_scope:
+                        scope["route"] = get_scope["route"]
             else:
                 await self.app(scope, _within_limit(receive, rules.max_body_size), send_decorated)
         except Exception:
