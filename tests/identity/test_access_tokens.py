@@ -15,6 +15,7 @@ from tests.tokens import FromNow, b64, claims_for, mint
 ME = "/api/v1/users/me"
 # Public reads look up only the caller's role, with a compiled SELECT of their own (issue 11).
 PUBLIC_READ = "/api/v1/products?page_size=1"
+ORDERS = "/api/v1/orders"
 
 
 async def assert_invalid_token(shop: Shop, token: str, path: str = ME) -> None:
@@ -199,6 +200,20 @@ async def test_a_public_read_refuses_the_tokens_a_private_one_refuses(shop: Shop
     for token in (revoked.access_token, deactivated.access_token, revoked.refresh_token):
         await assert_invalid_token(shop, token, PUBLIC_READ)
     await assert_invalid_token(shop, mint(claims_for(uuid.uuid4())), PUBLIC_READ)  # no such user
+
+
+async def test_placing_an_order_refuses_the_tokens_a_private_read_refuses(shop: Shop) -> None:
+    """Refused before the body is even validated."""
+    revoked, deactivated = await shop.account(), await shop.account()
+    logged_out = await shop.client.post("/api/v1/auth/logout-all", headers=revoked.headers)
+    assert logged_out.status_code == 204
+    url = f"/api/v1/users/{deactivated.id}"
+    assert (await shop.client.delete(url, headers=deactivated.headers)).status_code == 204
+    unknown = mint(claims_for(uuid.uuid4()))
+    for token in (revoked.access_token, deactivated.access_token, revoked.refresh_token, unknown):
+        response = await shop.client.post(ORDERS, json={}, headers=bearer(token))
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "invalid_token"
 
 
 async def test_every_access_token_is_checked_against_the_database(shop: Shop) -> None:
