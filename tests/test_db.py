@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
 from order_api import migrations
-from order_api.compiled_select import CompiledSelect, DatabaseReader
+from order_api.compiled_select import CompiledSelect, DatabaseReader, connection_lost
 from order_api.db import (
     Base,
     SessionDep,
@@ -352,3 +352,26 @@ async def test_compiled_reads_give_the_same_typed_rows_on_both_databases(
     assert row == {"id": identity, "at": moment, "flag": True, "text": "text"}
     assert row is not None
     assert row["at"].utcoffset() == timedelta(0)
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_driver_errors_that_end_a_connection_retire_it(database_url: str) -> None:
+    """A statement run on asyncpg directly invalidates its connection as SQLAlchemy would: after
+    a shutdown, a broken link or a confused client, never after a statement's own error."""
+    driver = await asyncpg.connect(admin_postgres_dsn())
+    try:
+        ended = [
+            asyncpg.exceptions.AdminShutdownError("terminating connection"),
+            asyncpg.exceptions.ConnectionDoesNotExistError("gone"),
+            asyncpg.InternalClientError("another operation is in progress"),
+            ConnectionResetError(),
+        ]
+        kept = [
+            asyncpg.exceptions.QueryCanceledError("statement timeout"),
+            asyncpg.exceptions.UniqueViolationError("duplicate key"),
+        ]
+        assert all(connection_lost(driver, error) for error in ended)
+        assert not any(connection_lost(driver, error) for error in kept)
+    finally:
+        await driver.close()
+    assert connection_lost(driver, kept[0])  # a closed connection is lost whatever the error

@@ -22,7 +22,26 @@ from sqlalchemy.util import greenlet_spawn
 from order_api.db import reading_session
 
 Row = dict[str, Any]
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+# A connection that raised these is not used again: the client or the link is broken.
+_BROKEN_CONNECTION = (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+# Server states that end the session: connection exceptions, shutdowns, a server not up yet.
+_ENDED_SESSION_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def connection_lost(driver: asyncpg.Connection, error: Exception) -> bool:
+    """Whether a driver error leaves this connection unfit for another statement. SQLAlchemy
+    invalidates on these (`is_disconnect`); a statement that reaches asyncpg directly must too,
+    or the pool hands the broken connection to the next request (seen: a 500 under kills)."""
+    if driver.is_closed() or isinstance(error, _BROKEN_CONNECTION):
+        return True
+    state = str(getattr(error, "sqlstate", "") or "")
+    return state.startswith(_ENDED_SESSION_STATES)
 
 
 class CompiledSelect:
@@ -84,9 +103,9 @@ async def _fetch(
     driver: asyncpg.Connection = connection.connection.driver_connection  # type: ignore[assignment]
     try:
         records = await driver.fetch(select.sql, *select.arguments(parameters))
-    except _DRIVER_ERRORS as error:
+    except DRIVER_ERRORS as error:
         # As SQLAlchemy would raise it: a timeout or a lost connection is then a 503.
-        lost = driver.is_closed()
+        lost = connection_lost(driver, error)
         if lost:
             await greenlet_spawn(connection.invalidate, error)
         raise DBAPIError(select.sql, None, error, connection_invalidated=lost) from error

@@ -23,9 +23,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 
-from order_api.compiled_select import Row
+from order_api.compiled_select import DRIVER_ERRORS, Row, connection_lost
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError,)
 _NO_DEFAULT = object()
 Processor = Callable[[Any], Any] | None
@@ -116,9 +115,9 @@ class CompiledWrite:
     ) -> Any:
         try:
             return await call
-        except _DRIVER_ERRORS as error:
+        except DRIVER_ERRORS as error:
             # As SQLAlchemy would raise it: a timeout or a lost connection is then a 503.
-            lost = driver.is_closed()
+            lost = connection_lost(driver, error)
             if lost:
                 await connection.invalidate(error)
             # The class SQLAlchemy gives a constraint violation; any other is a DBAPIError.
