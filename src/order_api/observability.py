@@ -277,7 +277,7 @@ def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -
         fields["level"] = "info"
         fields["logger"] = ACCESS_LOGGER_NAME
         fields["timestamp"] = _utc_timestamp()
-        _write_json_access_line(_json_access_handler, _json_object(fields))
+        _write_json_access_line(_json_access_handler, json.dumps(fields, default=str))
     return route
 
 
@@ -296,10 +296,6 @@ def _utc_timestamp() -> str:
     if second != _Second.number:
         _Second.number, _Second.text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
     return f"{_Second.text}.{int((now - second) * 1_000_000):06d}Z"
-
-
-def _json_object(fields: dict[str, Any]) -> str:
-    return json.dumps(fields, default=str)
 
 
 def _write_json_access_line(handler: logging.Handler, line: str) -> None:

@@ -172,15 +172,15 @@ class RateLimits:
     def request_passes_at_once(self, client: str) -> bool:
         """The general limit, far below it and with Redis answering: counted, and let through
         without a round trip or an await (it is checked on every request). False: ask
-        `check_request`."""
+        `check_request`, which counts it exactly."""
         if not self.enabled:
             return True
         key = address_key(client)
         return self._shared_down_until == 0.0 and self._shared.passes_at_once("default", key)
 
     async def check_request(self, client: str) -> None:
-        if not self.request_passes_at_once(client):
-            await self._hit("default", address_key(client))
+        # A batched rule's own hit tries the local pass first: no need to ask here again.
+        await self._hit("default", address_key(client))
 
     async def check_login(self, client: str, email: str) -> None:
         # The address first: a sprayer out of attempts cannot spend the accounts' budgets.
