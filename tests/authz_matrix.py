@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from order_api.auth import service as auth_service
 from order_api.orders import service as orders_service
 from order_api.orders.schemas import OrderCreate, OrderItem
 from order_api.products import service as products_service
@@ -143,7 +144,10 @@ class RequestContext:
         )
         currency = self.shop.app.state.settings.currency
         async with self.shop.app.state.sessionmaker() as session:
-            order = await orders_service.place_order(session, customer, data, currency)
+            caller = auth_service.Caller(
+                customer.id, customer.email, customer.full_name, customer.role
+            )
+            order = await orders_service.place_order(session, caller, data, currency)
             order_id = str(order.id)
             await session.commit()
         return order_id

@@ -47,6 +47,20 @@ async def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+async def current_caller(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(bearer_token)],
+) -> service.Caller:
+    """`current_user` for routes that only read who is calling: a row, not an ORM object."""
+    if not token:
+        raise Unauthorized()
+    return await service.authenticate_caller(session, request.app.state.tokens, token)
+
+
+CurrentCaller = Annotated[service.Caller, Depends(current_caller)]
+
+
 async def optional_role(request: Request, token: str | None) -> Role | None:
     """The caller's role on a public read, from the bearer token (`bearer_token`'s): None when
     anonymous, 401 when the token sent is bad. No session: a public read runs compiled SELECTs

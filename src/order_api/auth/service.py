@@ -180,6 +180,27 @@ async def user_for_claims(session: AsyncSession, claims: AccessClaims) -> User:
     return user
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as committed when the request read it: for routes that only read them."""
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: Role
+
+
+async def authenticate_caller(session: AsyncSession, tokens: Tokens, access_token: str) -> Caller:
+    """`authenticate`, read as a Core row instead of an ORM object (~100 µs less a request,
+    issue 11), in the session's transaction as the rest of the request."""
+    claims = tokens.verify_access(access_token)
+    connection = await session.connection()
+    row = (await connection.execute(_CALLER_ROW, {"user_id": claims.user_id})).first()
+    if row is None or not _still_honoured(claims, row.is_active, row.tokens_valid_after):
+        raise InvalidToken()
+    return Caller(row.id, row.email, row.full_name, Role(row.role))
+
+
 async def caller_role(reader: DatabaseReader, tokens: Tokens, access_token: str) -> Role:
     """The role of the user an access token speaks for, checked as `authenticate` checks it:
     for public reads, which need the role only (one compiled SELECT, no session)."""
@@ -195,6 +216,9 @@ def _still_honoured(claims: AccessClaims, is_active: bool, tokens_valid_after: d
     return is_active and claims.issued_at >= tokens_valid_after.timestamp()
 
 
+_CALLER_ROW = select(
+    User.id, User.email, User.full_name, User.role, User.is_active, User.tokens_valid_after
+).where(User.id == bindparam("user_id"))
 _CALLER = CompiledSelect(
     select(User.role, User.is_active, User.tokens_valid_after).where(
         User.id == bindparam("user_id")

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, delete, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from order_api.auth.service import Caller
 from order_api.compiled_writes import CompiledWrite
 from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
 from order_api.observability import current_request_id
@@ -27,7 +28,6 @@ from order_api.orders import service
 from order_api.orders.models import IdempotencyRecord
 from order_api.orders.schemas import OrderCreate, OrderRead
 from order_api.rate_limits import RateLimits
-from order_api.users.models import User
 
 RETENTION = timedelta(hours=24)
 # A claim with no outcome after this long belongs to a request that died: the key is free again.
@@ -82,7 +82,7 @@ class Outcome:
 async def submit_order(
     session: AsyncSession,
     rate_limits: RateLimits,
-    customer: User,
+    customer: Caller,
     data: OrderCreate,
     key: str | None,
     currency: str,
@@ -92,7 +92,7 @@ async def submit_order(
     await rate_limits.check_order(str(customer.id))
     if key is None:
         return _created(await service.place_order(session, customer, data, currency))
-    user_id = customer.id  # read now: a rollback below expires `customer`
+    user_id = customer.id
     request_hash = _fingerprint(data)
     claim = await _claim(session, user_id, key, request_hash)
     if isinstance(claim, IdempotencyRecord):
@@ -246,8 +246,8 @@ def _replay(record: IdempotencyRecord, request_hash: str) -> Outcome:
     return Outcome(record.response_status, body, PROBLEM_MEDIA_TYPE, headers)
 
 
-def _created(order: Any) -> Outcome:
-    return Outcome(201, OrderRead.model_validate(order).model_dump(mode="json"))
+def _created(order: OrderRead) -> Outcome:
+    return Outcome(201, order.model_dump(mode="json"))
 
 
 def _fingerprint(data: OrderCreate) -> str:

@@ -3,11 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, WebSocket, status
+from fastapi import APIRouter, Header, Query, Request, WebSocket, status
 from fastapi.responses import JSONResponse
 
-from order_api.auth.dependencies import CurrentUser, StaffUser
-from order_api.config import CurrencyDep
+from order_api.auth.dependencies import CurrentCaller, CurrentUser, StaffUser
 from order_api.db import SessionDep
 from order_api.errors import problem_responses
 from order_api.json_bodies import UniqueKeysRoute
@@ -22,7 +21,6 @@ from order_api.orders.schemas import (
     StatusChange,
 )
 from order_api.orders.stream_socket import serve_order_stream
-from order_api.throttling import RateLimitsDep
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueKeysRoute)
 
@@ -34,18 +32,19 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueK
     responses=problem_responses(401, 409, 429),
 )
 async def place_order(
+    request: Request,
     session: SessionDep,
-    rate_limits: RateLimitsDep,
-    currency: CurrencyDep,
-    customer: CurrentUser,
+    customer: CurrentCaller,
     body: OrderCreate,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> JSONResponse:
     """Order products at the catalogue's prices. With an `Idempotency-Key`, a retry of the same
     body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`).
     Orders are limited per customer, replays included (429 with `Retry-After`)."""
+    # The limits and the currency straight from the app: two dependencies less (issue 11).
+    state = request.app.state
     outcome = await idempotency.submit_order(
-        session, rate_limits, customer, body, idempotency_key, currency
+        session, state.rate_limits, customer, body, idempotency_key, state.settings.currency
     )
     return JSONResponse(
         outcome.body, outcome.status, headers=outcome.headers, media_type=outcome.media_type
