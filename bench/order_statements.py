@@ -11,10 +11,11 @@ from __future__ import annotations
 
 # Transaction 1, the idempotency claim, committed before the order is placed.
 # Authentication's read of the caller, inside the claim's transaction as in the service.
+# (Since issue 11's second pass the service reads these columns only: this one is the statement
+# SQLAlchemy compiles for asyncpg, `auth.service._CALLER_ROW`, as it reaches PostgreSQL.)
 SELECT_USER = (
-    "SELECT users.id, users.email, users.full_name, users.hashed_password, users.role, "
-    "users.is_active, users.tokens_valid_after, users.created_at, users.updated_at \n"
-    "FROM users \nWHERE users.id = $1::UUID"
+    "SELECT users.id, users.email, users.full_name, users.role, users.is_active, "
+    "users.tokens_valid_after \nFROM users \nWHERE users.id = $1::UUID"
 )
 # Claims a free or expired key; RETURNING nothing means another request holds it. (The service
 # also purges expired records, at most once a minute per process: left out here.)
