@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, DateTime, Dialect, MetaData, TypeDecorator, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -196,6 +197,22 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+_HELD_CONNECTION = "order_api.held_connection"
+
+
+async def transaction_connection(session: AsyncSession) -> AsyncConnection:
+    """`session.connection()`, without its greenlet round trip (~15 µs) when the session's
+    current transaction already holds the connection: an order asks eight times (issue 11)."""
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_HELD_CONNECTION)
+    if held is not None and held[0] is transaction and transaction.is_active:
+        connection: AsyncConnection = held[1]
+        return connection
+    connection = await session.connection()
+    session.info[_HELD_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    return connection
 
 
 # scope="function": the commit runs before the response is sent (p99 9-11x worse otherwise, notes).

@@ -16,6 +16,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.compiled_writes import CompiledWrite
+from order_api.db import transaction_connection
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 
 RELAY_BATCH_SIZE = 100
@@ -34,7 +35,7 @@ async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any]) -> 
     message_id = uuid.uuid4()
     row = {"id": message_id, "kind": kind, "payload": payload, "available_at": now}
     # An INSERT at once, in the caller's transaction: cheaper than an object to flush.
-    await _INSERT_MESSAGE.execute(await session.connection(), {**row, "created_at": now})
+    await _INSERT_MESSAGE.execute(await transaction_connection(session), {**row, "created_at": now})
     session.info[OUTBOX_WRITTEN] = True
     return message_id
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from order_api.auth.service import Caller
 from order_api.compiled_writes import CompiledWrite
+from order_api.db import transaction_connection
 from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
 from order_api.observability import current_request_id
 from order_api.orders import service
@@ -102,7 +103,9 @@ async def submit_order(
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
         outcome_values = {"status": outcome.status, "body": outcome.body}
-        settled = await _SETTLE.scalar(await session.connection(), {**ours, **outcome_values})
+        settled = await _SETTLE.scalar(
+            await transaction_connection(session), {**ours, **outcome_values}
+        )
         if settled is None:
             raise RequestInProgress()
         # Committed here, not by the request: a COMMIT lost with its connection then frees the key
@@ -127,7 +130,7 @@ async def _claim(
     """The instant of our claim when this request now owns the key (it identifies the claim);
     else the record it must answer from. One statement claims a free or expired key."""
     now = datetime.now(UTC)
-    connection = await session.connection()
+    connection = await transaction_connection(session)
     await _purge_expired_now_and_then(connection, now)
     values = {
         "id": uuid.uuid4(),
@@ -195,7 +198,7 @@ async def _settle(
 
     `ours` matches our claim only, so a claim taken over by a retry is left to its new owner.
     """
-    connection = await session.connection()
+    connection = await transaction_connection(session)
     if body is None:
         await _FREE.execute(connection, ours)
     else:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from order_api.adapters.cache import Cache
 from order_api.compiled_select import CompiledSelect, DatabaseReader, Row
 from order_api.compiled_writes import CompiledWrite
+from order_api.db import transaction_connection
 from order_api.errors import Conflict, NotFound, ValidationFailed
 from order_api.products.models import Product
 from order_api.products.schemas import (
@@ -215,7 +216,7 @@ async def reserve_stock(
     for product_id in sorted(quantities):
         quantity = quantities[product_id]
         parameters = {"reserved_id": product_id, "reserved_quantity": quantity}
-        row = await _RESERVE.first(await session.connection(), parameters)
+        row = await _RESERVE.first(await transaction_connection(session), parameters)
         if row is None:
             await _explain_refusal(session, product_id, quantity)
         else:
