@@ -220,11 +220,8 @@ def _still_honoured(claims: AccessClaims, is_active: bool, tokens_valid_after: d
 _CALLER_ROW = select(
     User.id, User.email, User.full_name, User.role, User.is_active, User.tokens_valid_after
 ).where(User.id == bindparam("user_id"))
-_CALLER = CompiledSelect(
-    select(User.role, User.is_active, User.tokens_valid_after).where(
-        User.id == bindparam("user_id")
-    )
-)
+# The same row for public reads, which take only the role and the checks from it.
+_CALLER = CompiledSelect(_CALLER_ROW)
 
 
 async def revocation_cutoffs(
