@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,7 +13,7 @@ import httpx2
 import pytest
 import structlog
 
-from order_api.observability import configure_logging, redact_query
+from order_api.observability import begin_request, configure_logging, end_request, redact_query
 from tests.support import AppFactory
 
 
@@ -26,7 +27,9 @@ def json_log(client: httpx2.AsyncClient) -> Iterator[io.StringIO]:
     configure_logging("INFO", "json")
 
 
-def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+async def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    """The access lines so far: a request's is written once the loop tick it ended in is over."""
+    await asyncio.sleep(0)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     return [line for line in lines if line["logger"] == "order_api.access"]
 
@@ -35,7 +38,7 @@ async def test_access_line_has_route_template_status_duration_and_request_id(
     client: httpx2.AsyncClient, json_log: io.StringIO
 ) -> None:
     await client.get("/health/live?token=very-secret-value&page=2", headers={"x-request-id": "r-1"})
-    [line] = access_lines(json_log)
+    [line] = await access_lines(json_log)
     assert line["method"] == "GET"
     assert line["route"] == "/health/live"
     assert line["status"] == 200
@@ -51,7 +54,7 @@ async def test_any_path_and_query_make_a_valid_json_line(
     """The line is written as text: quotes, backslashes, control and non-ASCII characters in what
     the client sent still give one line of JSON with the path as it was."""
     await client.get("/no/%22quoted%22%5Cback%09slash/%C3%A9/%E2%80%A8", params={'na"me\\': "v"})
-    [line] = access_lines(json_log)
+    [line] = await access_lines(json_log)
     assert line["path"] == '/no/"quoted"\\back\tslash/é/\u2028'  # as ASGI decodes it
     assert line["query"] == "na%22me%5C=[redacted]"  # names as sent, encoded
     assert line["status"] == 404
@@ -61,7 +64,7 @@ async def test_unmatched_route_is_logged_without_template(
     client: httpx2.AsyncClient, json_log: io.StringIO
 ) -> None:
     await client.get("/no/such/route")
-    [line] = access_lines(json_log)
+    [line] = await access_lines(json_log)
     assert line["route"] is None
     assert line["status"] == 404
 
@@ -76,7 +79,7 @@ async def test_500_logs_the_trace_once_with_the_request_id(
     assert isinstance(errors[0].msg, dict)
     assert errors[0].msg["request_id"] == "t-500"
     assert errors[0].exc_info is not None
-    [line] = access_lines(json_log)
+    [line] = await access_lines(json_log)
     assert line["status"] == 500
 
 
@@ -86,7 +89,7 @@ async def test_a_head_request_that_fails_is_logged_with_its_route(
     response = await client.head("/__test__/boom")
     assert response.status_code == 500
     assert response.content == b""
-    [line] = access_lines(json_log)
+    [line] = await access_lines(json_log)
     assert (line["method"], line["route"], line["status"]) == ("HEAD", "/__test__/boom", 500)
 
 
@@ -154,6 +157,56 @@ async def test_json_access_lines_are_written_straight_to_the_log_stream(
     assert set(lines[0]) - {"event"} <= set(line)
     assert line["timestamp"].endswith("Z")
     assert line["timestamp"] >= lines[0]["timestamp"]  # ISO 8601 in UTC sorts as text
+
+
+def ended(request_id: str, path: str) -> None:
+    """A request as the edge ends it, through the same two calls."""
+    token = begin_request(request_id)
+    scope = {"method": "GET", "path": path, "query_string": b"", "route": None}
+    end_request(scope, token, 404, 0.002)
+
+
+async def test_requests_ended_in_one_tick_are_written_together_once_it_is_over() -> None:
+    stream = io.StringIO()
+    try:
+        configure_logging("INFO", "json", stream=stream)
+        for number in range(3):
+            ended(f"tick-{number}", f"/tick/{number}")
+        assert stream.getvalue() == ""  # nothing yet: the tick is not over
+        await asyncio.sleep(0)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        configure_logging("INFO", "json")
+    assert [(line["request_id"], line["path"]) for line in lines] == [
+        (f"tick-{number}", f"/tick/{number}") for number in range(3)
+    ]
+    assert {line["status"] for line in lines} == {404}
+    assert {line["duration_ms"] for line in lines} == {2.0}
+
+
+def test_lines_left_by_a_loop_that_stopped_are_written_by_the_next() -> None:
+    stream = io.StringIO()
+
+    async def end_and_stop(request_id: str) -> None:
+        ended(request_id, "/stopped")
+        asyncio.get_running_loop().stop()  # the rest of this tick never runs
+
+    try:
+        configure_logging("INFO", "json", stream=stream)
+        stopped = asyncio.new_event_loop()
+        stopped.run_until_complete(end_and_stop("left-behind"))
+        stopped.close()
+        assert stream.getvalue() == ""
+
+        async def end_and_wait(request_id: str) -> None:
+            ended(request_id, "/next")
+            await asyncio.sleep(0)
+
+        asyncio.run(end_and_wait("next-loop"))
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        configure_logging("INFO", "json")
+    assert [line["request_id"] for line in lines] == ["left-behind", "next-loop"]
 
 
 async def test_new_request_ids_are_unique_32_hex_characters(client: httpx2.AsyncClient) -> None:

@@ -31,12 +31,12 @@ from order_api.headers import CorsPolicy, SecurityHeaders
 from order_api.health.liveness import LIVENESS_ANSWER, LIVENESS_PATH
 from order_api.health.router import router as health_router
 from order_api.metrics import mark_this_process_dead
-from order_api.metrics import router as metrics_router
-from order_api.observability import configure_logging
+from order_api.observability import configure_logging, write_ended_requests
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
 from order_api.products.router import router as products_router
 from order_api.rate_limits import RateLimits
+from order_api.scrape import router as metrics_router
 from order_api.security import Passwords, Tokens
 from order_api.users.router import router as users_router
 
@@ -87,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
             if redis_client is not None:
                 await redis_client.aclose()
             await engine.dispose()
+            write_ended_requests()
             mark_this_process_dead()
 
     app = FastAPI(

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the request and pool metrics, and `GET /metrics` for allowed networks.
+"""Prometheus metrics: the request and pool metrics (`order_api.scrape` serves them).
 
 With `PROMETHEUS_MULTIPROC_DIR` set, every process writes its samples to files there and a scrape
 adds them up (prometheus-client multiprocess mode); without it a scrape is this process's own.
@@ -10,17 +10,10 @@ import os
 import sys
 import weakref
 from collections.abc import Iterable
-from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client.exposition import choose_encoder
-from pydantic import IPvAnyNetwork
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from order_api.networks import address_in
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "unmatched"
@@ -64,11 +57,21 @@ DB_POOL_IN_USE = Gauge(
     multiprocess_mode="livesum",
 )
 
-router = APIRouter(include_in_schema=False)
+
+def record_requests(ended: Iterable[tuple[str, str | None, int, float]]) -> None:
+    """Count HTTP requests, each as (method, route, status, duration in seconds): called with
+    the requests of one loop tick, where their access lines are written; each series' counter
+    is increased once for all of them."""
+    counted: dict[Counter, int] = {}
+    for method, route, status, duration_seconds in ended:
+        requests, durations = _series(method, route, status)
+        counted[requests] = counted.get(requests, 0) + 1
+        durations.observe(duration_seconds)
+    for requests, count in counted.items():
+        requests.inc(count)
 
 
-def record_request(method: str, route: str | None, status: int, duration_seconds: float) -> None:
-    """Count one HTTP request; called once per request, where its access line is written."""
+def _series(method: str, route: str | None, status: int) -> tuple[Counter, Histogram]:
     series = _request_series.get((method, route, status))
     if series is None:
         route_label = route or UNMATCHED_ROUTE
@@ -79,35 +82,7 @@ def record_request(method: str, route: str | None, status: int, duration_seconds
         )
         if method_label == method:  # any other method shares OTHER's series: keep the map bounded
             _request_series[method, route, status] = series
-    requests, durations = series
-    requests.inc()
-    durations.observe(duration_seconds)
-
-
-def is_allowed_peer(client: Any, networks: Iterable[IPvAnyNetwork]) -> bool:
-    """Whether the socket peer (`scope["client"]`) is in one of the networks; no peer is not."""
-    return bool(client) and address_in(client[0], networks)
-
-
-def exposition(accept: str) -> tuple[bytes, str]:
-    """What a scrape gets, in the format its Accept asks for (Prometheus text 0.0.4 by default):
-    every process's files in multiprocess mode, else this process's registry."""
-    encode, content_type = choose_encoder(accept)
-    if os.environ.get(MULTIPROC_DIR_VARIABLE):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return encode(registry), content_type
-    return encode(REGISTRY), content_type
-
-
-@router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    networks = request.app.state.settings.metrics_allowed_networks
-    if not is_allowed_peer(request.scope.get("client"), networks):
-        # The same answer as an unknown path: outsiders learn nothing about the endpoint.
-        raise StarletteHTTPException(404)
-    body, content_type = exposition(request.headers.get("accept", ""))
-    return Response(body, headers={"content-type": content_type})
+    return series
 
 
 def mark_this_process_dead(pid: int | None = None) -> None:
