@@ -25,6 +25,10 @@ CORS_EXPOSED_HEADERS = ("x-request-id", "idempotent-replayed", "retry-after")
 # Browsers cap this anyway (Chromium at 2 h); 10 min lets a changed list take effect soon.
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
+# An ASGI extension of our HTTP protocol (order_api.serving): an `http.response.start` message may
+# carry, under this key, header lines made once and checked here, written as they are.
+HEADER_LINES = "order_api.header_lines"
+
 EXPOSED = (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode())
 
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
@@ -60,15 +64,28 @@ class SecurityHeaders:
     """The security headers every HTTP response gets, whoever made it.
 
     A route may set its own `Content-Security-Policy` (pages) or `Cache-Control` (static files);
-    the other headers are fixed.
+    the other headers are fixed. What is added after a response's own headers is one of a few
+    lists made once (which defaults the route set, whether Vary is added), each also as the
+    bytes of its header lines.
     """
 
     def __init__(self, *, strict_transport_security: bool) -> None:
         fixed = fixed_security_headers(strict_transport_security=strict_transport_security)
-        # Raw, once: one pass over each response's headers instead of a lookup per header.
         self.fixed = [_raw(name, value) for name, value in fixed.items()]
-        self.replaced = {name for name, _ in self.fixed} | {b"x-powered-by"}
         self.defaults = [_raw(name, value) for name, value in DEFAULT_SECURITY_HEADERS.items()]
+        # Per header name, what one lookup tells: dropped (0), or the bit of a default it sets.
+        self._roles = dict.fromkeys([*(name for name, _ in self.fixed), b"x-powered-by"], 0)
+        self._roles |= {name: 1 << bit for bit, (name, _) in enumerate(self.defaults)}
+        self._vary_bit = 1 << len(self.defaults)
+        self.added: dict[int, list[tuple[bytes, bytes]]] = {}
+        for key in range(self._vary_bit << 1):
+            missing = [header for bit, header in enumerate(self.defaults) if not key >> bit & 1]
+            vary = [(b"vary", b"Origin")] if key & self._vary_bit else []
+            self.added[key] = [*self.fixed, *missing, *vary]
+        self.added_lines = {
+            key: b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            for key, headers in self.added.items()
+        }
 
     def apply(
         self,
@@ -76,22 +93,33 @@ class SecurityHeaders:
         replaced: frozenset[bytes] = frozenset(),
         vary_origin: bool = False,
     ) -> list[tuple[bytes, bytes]]:
-        """The response's headers with ours, in one pass: fixed ones (and `replaced`) dropped
-        from theirs and, with `vary_origin`, Origin added to Vary (the CORS answer differs by
-        Origin, allowed or not, so caches must key on it)."""
+        """The response's headers with ours (see `kept_and_added`)."""
+        kept, added = self.kept_and_added(headers, replaced, vary_origin)
+        return kept + self.added[added]
+
+    def kept_and_added(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        replaced: frozenset[bytes] = frozenset(),
+        vary_origin: bool = False,
+    ) -> tuple[list[tuple[bytes, bytes]], int]:
+        """In one pass, the response's own headers to keep, fixed ones (and `replaced`) dropped,
+        Origin added to its Vary with `vary_origin` (the CORS answer differs by Origin, allowed
+        or not, so caches must key on it); and the key in `added` of what goes after them."""
         kept: list[tuple[bytes, bytes]] = []
-        present: set[bytes] = set()
+        key = 0
+        roles = self._roles
         for name, value in headers:
             lower = name.lower()
-            if lower in self.replaced or lower in replaced:
+            role = roles.get(lower)
+            if role == 0 or lower in replaced:
                 continue
-            if lower == b"vary" and vary_origin:
+            if role is not None:
+                key |= role
+            elif lower == b"vary" and vary_origin:
                 value, vary_origin = value + b", Origin", False
             kept.append((name, value))
-            present.add(lower)
-        if vary_origin:
-            kept.append((b"vary", b"Origin"))
-        return kept + self.fixed + [header for header in self.defaults if header[0] not in present]
+        return kept, key | self._vary_bit if vary_origin else key
 
 
 class CorsPolicy:
@@ -152,10 +180,3 @@ class CorsPolicy:
                 },
             )
         return CorsRefused(detail, headers={"Vary": "Origin"}).to_response()
-
-
-def first_header(scope: Scope, name: bytes) -> str | None:
-    for header, value in scope["headers"]:
-        if header == name:
-            return str(value.decode("latin-1"))
-    return None

@@ -72,11 +72,15 @@ def _resolve_client(scope: Scope, proxies: Networks) -> tuple[str, bool]:
     return address, False
 
 
-def limited_address(scope: Scope, trusted_proxies: Networks) -> str | None:
+def limited_address(scope: Scope, trusted_proxies: Networks, forwarded: bool = True) -> str | None:
     """The address the general per-address limit (RATE_LIMIT_DEFAULT) counts an HTTP request
-    against; None for probes and scrapes, which it exempts."""
+    against; None for probes and scrapes, which it exempts. `forwarded=False`: the caller saw
+    no X-Forwarded-For, so the socket peer is the client, trusted proxy or not."""
     if scope["path"] in UNLIMITED_PATHS:
         return None
+    if not forwarded:
+        peer = scope.get("client")
+        return str(peer[0]) if peer else UNKNOWN_CLIENT
     address, forwarded_ignored = _resolve_client(scope, trusted_proxies)
     if forwarded_ignored:
         FORWARDED_IGNORED.inc()
