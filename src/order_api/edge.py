@@ -166,7 +166,7 @@ class EdgeMiddleware:
         except ValueError:
             return None
         limit = self.rules.max_body_size
-        if declared is not None and declared > limit:
+        if declared > limit:
             return PayloadTooLarge(too_large_detail(limit)).to_response()
         return None
 
