@@ -87,16 +87,6 @@ class SecurityHeaders:
             for key, headers in self.added.items()
         }
 
-    def apply(
-        self,
-        headers: Iterable[tuple[bytes, bytes]],
-        replaced: frozenset[bytes] = frozenset(),
-        vary_origin: bool = False,
-    ) -> list[tuple[bytes, bytes]]:
-        """The response's headers with ours (see `kept_and_added`)."""
-        kept, added = self.kept_and_added(headers, replaced, vary_origin)
-        return kept + self.added[added]
-
     def kept_and_added(
         self,
         headers: Iterable[tuple[bytes, bytes]],
