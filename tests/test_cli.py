@@ -251,6 +251,11 @@ class RunningServer:
         self.process.send_signal(signal.SIGTERM)
         return self.wait()
 
+    def wait_with_tail(self) -> str:
+        """Wait for it to end and hand back the last 40 lines of its log."""
+        self.wait()
+        return "".join(self.stderr_lines[-40:])
+
     def wait(self) -> str:
         try:
             self.process.wait(timeout=60)
@@ -273,11 +278,22 @@ def start_server(tmp_path: Path, *options: str, **env: str) -> RunningServer:
 def start_server_with(
     tmp_path: Path, options: Sequence[str], environ: Mapping[str, str]
 ) -> RunningServer:
-    """`start_server` with the whole environment given."""
-    port = free_port()
-    process = subprocess.Popen(
-        [ORDER_API, "serve", "--port", str(port), *options],
-        cwd=tmp_path,
+    """`start_server` with the whole environment given; a port taken meanwhile means another."""
+    for _ in range(3):
+        port = free_port()
+        server = RunningServer(launch([*options, "--port", str(port)], environ, tmp_path), port)
+        if wait_started(server, options):
+            return server
+        log = server.wait_with_tail()
+        if "address already in use" not in log:
+            break
+    raise AssertionError(f"the server exited at start-up; its log ends:\n{log}")
+
+
+def launch(options: Sequence[str], environ: Mapping[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [ORDER_API, "serve", *options],
+        cwd=cwd,
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -285,18 +301,25 @@ def start_server_with(
         # A group of its own: a failed test kills every `--workers` child, not just the parent.
         start_new_session=True,
     )
-    server = RunningServer(process, port)
+
+
+def wait_started(server: RunningServer, options: Sequence[str]) -> bool:
+    """True once it answers with all its processes, False if it exited; raises after the wait."""
     workers = int(options[options.index("--workers") + 1]) if "--workers" in options else 1
     deadline = time.monotonic() + STARTUP_WAIT_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
+    while server.process.poll() is None:
         try:
             live = httpx2.get(f"{server.url}/health/live", timeout=1).status_code == 200
         except httpx2.TransportError:
             live = False
         if live and server.processes_started() >= workers:
-            break
+            return True
+        if time.monotonic() > deadline:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            message = f"not started within {STARTUP_WAIT_SECONDS} s; its log ends:\n"
+            raise AssertionError(message + server.wait_with_tail())
         time.sleep(0.2)
-    return server
+    return False
 
 
 def running_server(

@@ -109,7 +109,7 @@ class SecurityHeaders:
             elif lower == b"vary" and vary_origin:
                 value, vary_origin = value + b", Origin", False
             kept.append((name, value))
-        return kept, key | self._vary_bit if vary_origin else key
+        return kept, (key | self._vary_bit) if vary_origin else key
 
 
 class CorsPolicy:
