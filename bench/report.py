@@ -63,6 +63,9 @@ def method(info: RunInfo) -> list[str]:
         f"- {options.warmup_seconds:g} s warm-up per scenario, then {options.runs} round(s) of "
         f"{options.duration_seconds:g} s runs; rounds are outermost, so noise hits every "
         "scenario alike. Figures are medians over the rounds; every run is listed at the end.",
+        "- The middleware cost compares order-api's product read with the same app without its "
+        "middleware, run back to back in every round, in alternating order (ABBA): the cost is "
+        "1 minus the median of the rounds' req/s ratios.",
         "- CPU µs/request: utime + stime of the server's whole process tree (from /proc) over "
         "the run, divided by the requests.",
         "- order-api runs with production settings: PostgreSQL and Redis, `ENVIRONMENT="
@@ -169,6 +172,21 @@ def every_run_table(summaries: Mapping[str, Summary]) -> list[str]:
     return [*lines, ""]
 
 
+def middleware_pairs(summaries: Mapping[str, Summary]) -> list[str]:
+    """Each round's pair behind the middleware figure, and the ratio of the two medians."""
+    with_stack, without = summaries[names.PRODUCT], summaries[names.BARE_STACK_PRODUCT]
+    pairs = " / ".join(
+        f"{ratio(top.requests_per_second, bottom.requests_per_second):.3f}"
+        for top, bottom in zip(with_stack.runs, without.runs, strict=True)
+    )
+    medians = ratio(with_stack.requests_per_second, without.requests_per_second)
+    return [
+        f"Middleware pairs, with/without req/s by round: {pairs}; the ratio of the two "
+        f"medians is {medians:.3f}.",
+        "",
+    ]
+
+
 def render(info: RunInfo, summaries: Mapping[str, Summary], goals: list[Goal]) -> str:
     lines = [
         "# order-api benchmarks",
@@ -186,6 +204,7 @@ def render(info: RunInfo, summaries: Mapping[str, Summary], goals: list[Goal]) -
         "## Goals",
         "",
         *goals_table(goals),
+        *middleware_pairs(summaries),
         f"![Goal ratios: bars with their goal lines]({info.chart_name})",
         "",
         "## Every scenario (medians)",

@@ -38,3 +38,13 @@ class Summary:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
+
+
+def paired_ratio(numerator: Summary, denominator: Summary) -> float:
+    """The median over rounds of one round's req/s ratio: for two scenarios run back to back,
+    so each ratio compares runs under the same conditions, and one noisy round moves none."""
+    ratios = [
+        ratio(top.requests_per_second, bottom.requests_per_second)
+        for top, bottom in zip(numerator.runs, denominator.runs, strict=True)
+    ]
+    return median(ratios) if ratios else math.nan

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from bench.load import LoadContext, RunResult, run_load
 from bench.options import Options
 from bench.process_cpu import tree_cpu_seconds
-from bench.scenarios import Scenario
+from bench.scenarios import Scenario, in_round_order
 from bench.servers import Server
 
 
@@ -64,7 +64,7 @@ def measure(
     failures: list[str] = []
     for round_number in range(1, options.runs + 1):
         print(f"round {round_number}/{options.runs}", flush=True)
-        for scenario in scenarios:
+        for scenario in in_round_order(scenarios, round_number):
             run = load(scenario, options.duration_seconds, f"{round_number}-{scenario.key}")
             runs[scenario.key].append(run)
             print(f"  {scenario.title:<60} {describe(run)}", flush=True)

@@ -35,6 +35,8 @@ from order_api.throttling import Networks, limited_address
 logger = structlog.get_logger("order_api.errors")
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
 _OURS = frozenset({_REQUEST_ID})
+_REQUEST_ID_LINE = _REQUEST_ID + b": "
+_NONE_GRANTED: list[tuple[bytes, bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,12 @@ class EdgeMiddleware:
         request_id = request_id_from(request_ids)
         token = begin_request(request_id)
         started = time.perf_counter()
-        ours = [(_REQUEST_ID, request_id.encode())]
         # A preflight's answer carries its own CORS headers; any other gets the grant and Vary.
-        preflight = None
+        preflight, granted = None, _NONE_GRANTED
         if origin is not None:
             preflight = rules.cors.preflight(scope, origin)
             if preflight is None:
-                ours = rules.cors.granted(origin) + ours
+                granted = rules.cors.granted(origin)
         head = scope["method"] == "HEAD"
         status, response_started = 500, False
         # Our server writes the constant headers as lines it is handed (order_api.serving).
@@ -107,10 +108,14 @@ class EdgeMiddleware:
                 kept, added = security.kept_and_added(
                     message.get("headers", ()), _OURS, vary_origin=preflight is None
                 )
+                request_id_bytes = request_id.encode()
                 if as_lines:
-                    message[HEADER_LINES] = security.added_lines[added]
-                    message["headers"] = kept + ours
+                    # The id is safe as a line: ours in hex, or a client's of [A-Za-z0-9._-].
+                    id_line = _REQUEST_ID_LINE + request_id_bytes + b"\r\n"
+                    message[HEADER_LINES] = security.added_lines[added] + id_line
+                    message["headers"] = (kept + granted) if granted else kept
                 else:
+                    ours = [*granted, (_REQUEST_ID, request_id_bytes)]
                     message["headers"] = kept + security.added[added] + ours
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}  # HEAD: the GET's headers, no body

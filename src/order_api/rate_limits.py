@@ -112,11 +112,6 @@ class _Counting:
             if name not in self.batched
         }
 
-    def passes_at_once(self, name: str, key: str) -> bool:
-        """A hit of a rule counted in batches, let through without waiting (see `hit`)."""
-        batched = self.batched.get(name)
-        return batched is not None and batched.pass_at_once(key)
-
     async def hit(self, rule: Rule, key: str) -> float | None:
         """None when allowed; else the seconds until the window lets one more through."""
         if rule.name in self.batched:
@@ -147,6 +142,9 @@ class RateLimits:
         self._fallback = _Counting(in_process, rules) if in_process is not None else None
         self._shared_down_until = 0.0
         self._probing = False
+        # Looked up once: the default limit is asked on every request.
+        default = self._shared.batched.get("default")
+        self._pass_default_at_once = default.pass_at_once if default is not None else None
 
     @classmethod
     def from_settings(
@@ -175,8 +173,12 @@ class RateLimits:
         `check_request`, which counts it exactly."""
         if not self.enabled:
             return True
-        key = address_key(client)
-        return self._shared_down_until == 0.0 and self._shared.passes_at_once("default", key)
+        pass_at_once = self._pass_default_at_once
+        return (
+            pass_at_once is not None
+            and self._shared_down_until == 0.0
+            and pass_at_once(address_key(client))
+        )
 
     async def check_request(self, client: str) -> None:
         # A batched rule's own hit tries the local pass first: no need to ask here again.

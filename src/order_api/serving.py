@@ -84,6 +84,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.security_headers = security_headers
         self._head_deadline: asyncio.TimerHandle | None = None
         self._lingering = False
+        self._head_with_lines: _HeadWithLines | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,7 +100,10 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         earlier = self.cycle
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not earlier:  # not on an upgrade
-            self.cycle.send = _writing_header_lines(self.cycle)  # type: ignore[method-assign,assignment]
+            if self._head_with_lines is None:
+                self._head_with_lines = _HeadWithLines(self.transport)
+            send = _writing_header_lines(self.cycle, self._head_with_lines)
+            self.cycle.send = send  # type: ignore[method-assign,assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -149,13 +153,16 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         super().data_received(data)
 
 
-def _writing_header_lines(cycle: RequestResponseCycle) -> Callable[[Any], Awaitable[None]]:
-    """The cycle's `send`, which also writes a start message's HEADER_LINES into its head."""
+def _writing_header_lines(
+    cycle: RequestResponseCycle, head: _HeadWithLines
+) -> Callable[[Any], Awaitable[None]]:
+    """The cycle's `send`, which also writes a start message's HEADER_LINES into its head,
+    through the connection's `head` (one per connection, not one per response)."""
     send = cycle.send
 
     async def send_start(message: Any, lines: bytes) -> None:
-        transport = cycle.transport
-        cycle.transport = _HeadWithLines(transport, lines)
+        transport, head.lines = cycle.transport, lines
+        cycle.transport = head
         try:
             await send(message)
         finally:
@@ -173,15 +180,15 @@ class _HeadWithLines(asyncio.Transport):
     """The transport while uvicorn writes a response head, which it does in one write ending in
     the blank line: the lines go in just before that line."""
 
-    def __init__(self, transport: asyncio.Transport, lines: bytes) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         super().__init__()
-        self._transport, self._lines = transport, lines
+        self._transport, self.lines = transport, b""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         head = bytes(data)
         if not head.endswith(b"\r\n\r\n"):
             raise RuntimeError("a response head must end in a blank line")
-        self._transport.write(head[:-2] + self._lines + b"\r\n")
+        self._transport.write(head[:-2] + self.lines + b"\r\n")
 
 
 def head_deadline_protocol(
