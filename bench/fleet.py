@@ -1,4 +1,4 @@
-"""The seven servers of one bench run, all up for the whole bench, each on its own port."""
+"""The eight servers of one bench run, all up for the whole bench, each on its own port."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def server_specs(
     return [
         *baselines,
         ServerSpec(ServerName.SERVICE, serve(1), service, pin),
+        ServerSpec(ServerName.PAIRED, serve(1), service, pin),
         # Two workers on two cores: pinning them to one core would measure nothing.
         ServerSpec(ServerName.SERVICE_TWO_PROCESSES, serve(2), service, False, workers=2),
         ServerSpec(

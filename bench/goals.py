@@ -65,7 +65,9 @@ def evaluate(summaries: Mapping[str, Summary]) -> list[Goal]:
     product_p99 = ratio(product.p99_ms, bare_product.p99_ms)
     order_rps = ratio(rps(names.ORDER), rps(names.BARE_ORDER))
     health_rps = ratio(rps(names.HEALTH), rps(names.PLAIN_JSON))
-    middleware_cost = 1 - paired_ratio(product, summaries[names.BARE_STACK_PRODUCT])
+    middleware_cost = 1 - paired_ratio(
+        summaries[names.PAIRED_PRODUCT], summaries[names.BARE_STACK_PRODUCT]
+    )
     return [
         Goal(
             "GET /api/v1/products/{id} vs bare FastAPI + asyncpg",

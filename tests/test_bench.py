@@ -45,6 +45,7 @@ SCENARIOS = (
     "baseline: FastAPI + asyncpg GET /api/v1/products/{id}",
     "baseline: FastAPI + asyncpg POST /api/v1/orders",
     *(f"order-api: {endpoint}" for endpoint in SERVICE_ENDPOINTS),
+    "order-api, middleware pair: GET /api/v1/products/{id}",
     "order-api without middleware: GET /api/v1/products/{id}",
     "embedded SQLite: GET /api/v1/products/{id}",
     "embedded SQLite: POST /api/v1/orders",
