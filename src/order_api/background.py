@@ -113,8 +113,11 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     finally:
         logger.info("worker_stopping")
         if heartbeat is not None:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            # Stopped, not cancelled: a cancel could land while a touch runs in its thread, and
+            # that touch could then recreate the file after beat's unlink.
+            stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heartbeat, HEARTBEAT_SECONDS)
         # taskiq only waited out the grace: what still runs is handed back before anything stops.
         await background.runtime.release_running()
         await background.stop()
