@@ -10,7 +10,7 @@ from bench import scenarios as names
 from bench.goals import Goal
 from bench.load import WRK_TIMEOUT_SECONDS
 from bench.options import Options
-from bench.results import Summary, paired_ratio, ratio
+from bench.results import Summary, paired_ratio, ratio, round_ratios
 from bench.scenarios import Group, ServerName
 
 TWO_PROCESS_SUFFIX = f"-{ServerName.SERVICE_TWO_PROCESSES.value}"
@@ -177,10 +177,7 @@ def middleware_pairs(summaries: Mapping[str, Summary]) -> list[str]:
     """Each round's pair behind the middleware figure, and for comparison the process that
     serves every other order-api scenario against the same app without middleware."""
     with_stack, without = summaries[names.PAIRED_PRODUCT], summaries[names.BARE_STACK_PRODUCT]
-    pairs = " / ".join(
-        f"{ratio(top.requests_per_second, bottom.requests_per_second):.3f}"
-        for top, bottom in zip(with_stack.runs, without.runs, strict=True)
-    )
+    pairs = " / ".join(f"{pair:.3f}" for pair in round_ratios(with_stack, without))
     serving_all = paired_ratio(summaries[names.PRODUCT], without)
     return [
         f"Middleware pair, with/without req/s by round: {pairs}. The order-api process that "

@@ -40,11 +40,16 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-def paired_ratio(numerator: Summary, denominator: Summary) -> float:
-    """The median over rounds of one round's req/s ratio: for two scenarios run back to back,
-    so each ratio compares runs under the same conditions, and one noisy round moves none."""
-    ratios = [
+def round_ratios(numerator: Summary, denominator: Summary) -> list[float]:
+    """Each round's req/s ratio of the two scenarios' runs."""
+    return [
         ratio(top.requests_per_second, bottom.requests_per_second)
         for top, bottom in zip(numerator.runs, denominator.runs, strict=True)
     ]
+
+
+def paired_ratio(numerator: Summary, denominator: Summary) -> float:
+    """The median over rounds of one round's req/s ratio: for two scenarios run back to back,
+    so each ratio compares runs under the same conditions, and one noisy round moves none."""
+    ratios = round_ratios(numerator, denominator)
     return median(ratios) if ratios else math.nan

@@ -251,18 +251,21 @@ class RunningServer:
         self.process.send_signal(signal.SIGTERM)
         return self.wait()
 
-    def wait_with_tail(self) -> str:
-        """Wait for it to end and hand back the last 40 lines of its log."""
-        self.wait()
+    def log_tail(self) -> str:
+        """The last 40 lines of its log: the only clue once the process is gone."""
         return "".join(self.stderr_lines[-40:])
+
+    def wait_with_tail(self) -> str:
+        """Wait for it to end and hand back `log_tail`."""
+        self.wait()
+        return self.log_tail()
 
     def wait(self) -> str:
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            # The last lines say which stop step hung: the only clue once the process is gone.
-            tail = "".join(self.stderr_lines[-40:])
-            message = f"the server did not stop within 60 s; its log ends:\n{tail}"
+            # The last lines say which stop step hung.
+            message = f"the server did not stop within 60 s; its log ends:\n{self.log_tail()}"
             raise AssertionError(message) from None
         self._reader.join(timeout=60)
         assert self.process.stdout is not None
