@@ -1,8 +1,9 @@
 """JSON request bodies with each object's keys once: `{"quantity": 1, "quantity": 50}` is refused.
 
 Python's json keeps the last duplicate silently, so a proxy, a signature check or a log that reads
-the first one would see another request than the service acts on. Written here because FastAPI
-and Starlette offer no switch for it: one route class, used by every router that takes JSON.
+the first one would see another request than the service acts on; for the same reason a body is
+read as UTF-8 and nothing else. Written here because FastAPI and Starlette offer no switch for
+either: one route class, used by every router that takes JSON.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 class UniqueKeysRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), object_pairs_hook=unique_keys)
+            # UTF-8 only, BOM refused (RFC 8259 §8.1): given bytes, json.loads would also read
+            # UTF-16 and UTF-32, so a proxy that reads UTF-8 would see another request.
+            text = (await self.body()).decode("utf-8")
+            self._json = json.loads(text, object_pairs_hook=unique_keys)
         return self._json
 
 

@@ -99,6 +99,23 @@ async def test_invalid_utf8_is_malformed_json(shop: Shop) -> None:
     assert_problem(refused, 400, "malformed_json")  # never became JSON (decision 83)
 
 
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-8-sig"]
+)
+async def test_json_in_another_encoding_than_utf8_places_no_order(
+    shop: Shop, encoding: str
+) -> None:
+    """RFC 8259 §8.1: UTF-8 between systems, no byte order mark; json.loads would guess others."""
+    staff, customer = await shop.account(Role.STAFF), await shop.account()
+    product = await create_product(shop, staff.headers)
+    line = {"product_id": product["id"], "quantity": 1}
+    body = json.dumps({"items": [line], "payment_method_id": PAYMENT_METHOD_ID}).encode(encoding)
+    headers = {**JSON_HEADERS, **customer.headers}
+    refused = await shop.client.post(ORDERS, content=body, headers=headers)
+    assert_problem(refused, 400, "malformed_json")
+    assert (await shop.client.get(ORDERS, headers=customer.headers)).json()["total"] == 0
+
+
 @pytest.mark.parametrize("depth", [5_000, 100_000])
 async def test_deeply_nested_json_is_refused(shop: Shop, depth: int) -> None:
     refused = await post_bytes_as_staff(shop, b"[" * depth + b"]" * depth)
