@@ -63,6 +63,52 @@ def test_production_accepts_a_safe_configuration(
     assert not (clean_env / "data").exists()
 
 
+@pytest.mark.parametrize(
+    ("origins", "message"),
+    [
+        ('["*"]', "ALLOWED_ORIGINS may not contain '*' in production"),
+        ('[ "https://shop.example", "*" ]', "ALLOWED_ORIGINS may not contain '*' in production"),
+        ("not a url, ftp://x", "'not a url' is not an origin: write scheme://host[:port]"),
+        ("https://shop.example,ftp://x", "'ftp://x' is not an origin"),
+        ("https://shop.example/checkout", "'https://shop.example/checkout' is not an origin"),
+        ("https://user@shop.example", "is not an origin"),
+        ("https://*.shop.example", "is not an origin"),
+        ("https://shop.example:99999", "is not an origin"),
+        ("http://[not-v6]:8080", "is not an origin"),
+        ('["https://shop.example"', "ALLOWED_ORIGINS: starts with '[' but is not a JSON list"),
+        ("[1, 2]", "ALLOWED_ORIGINS: starts with '[' but is not a JSON list"),
+    ],
+)
+def test_production_refuses_what_is_not_an_origin(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, origins: str, message: str
+) -> None:
+    production_env(monkeypatch, SECRET_KEY=STRONG_KEY, ALLOWED_ORIGINS=origins)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("origins", "expected"),
+    [
+        (
+            '["https://a.example", "http://localhost:3000"]',
+            ["https://a.example", "http://localhost:3000"],
+        ),
+        ("https://A.Example/, https://b.example:443", ["https://a.example", "https://b.example"]),
+        ("http://[::1]:8000,http://127.0.0.1:80", ["http://[::1]:8000", "http://127.0.0.1"]),
+        ("[]", []),
+    ],
+)
+def test_origins_are_read_as_browsers_send_them(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, origins: str, expected: list[str]
+) -> None:
+    """A JSON list is a list; case, a root path and a default port are spelled as in `Origin`."""
+    production_env(monkeypatch, SECRET_KEY=STRONG_KEY, ALLOWED_ORIGINS=origins)
+    assert load_settings().allowed_origins == expected
+
+
 @pytest.mark.parametrize(("memory_kib", "iterations"), [(47104, 1), (19456, 2), (7168, 5)])
 def test_production_accepts_every_owasp_argon2_line(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch, memory_kib: int, iterations: int

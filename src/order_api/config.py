@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
-from ipaddress import ip_network
+from ipaddress import IPv6Address, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import limits
 from fastapi import Depends, Request
@@ -50,6 +53,39 @@ DEFAULT_METRICS_ALLOWED_NETWORKS = (
     "fc00::/7",
 )
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+
+
+# A DNS name or an IPv4 address as browsers write them in `Origin`: ASCII, lower-case after folding.
+_ORIGIN_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def serialized_origin(value: str) -> str:
+    """`*`, or an origin as a browser sends it (RFC 6454): `scheme://host[:port]`, lower-case,
+    without its scheme's default port; anything else is refused, naming the value."""
+    if value == "*":
+        return value
+    refusal = (
+        f"{value[:80]!r} is not an origin: write scheme://host[:port], e.g. https://shop.example"
+    )
+    try:
+        parts = urlsplit(value.lower())
+        port, host = parts.port, parts.hostname or ""
+        if parts.netloc.startswith("["):
+            host = f"[{IPv6Address(host)}]"
+    except ValueError:
+        raise ValueError(refusal) from None
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or not (host.startswith("[") or _ORIGIN_HOST.fullmatch(host))
+    ):
+        raise ValueError(refusal)
+    shown_port = "" if port in (None, _DEFAULT_PORTS[parts.scheme]) else f":{port}"
+    return f"{parts.scheme}://{host}{shown_port}"
 
 
 class ConfigError(Exception):
@@ -132,10 +168,24 @@ class Settings(BaseSettings):
     )
     @classmethod
     def split_commas(cls, value: object) -> object:
-        """Lists come from the environment as comma-separated text."""
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+        """Lists come from the environment as comma-separated text, or as a JSON list (the form
+        pydantic-settings documents): `["https://a.example", "https://b.example"]`."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                items = json.loads(value)
+            except ValueError:
+                raise ValueError("starts with '[' but is not a JSON list of strings") from None
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise ValueError("starts with '[' but is not a JSON list of strings")
+            return [item.strip() for item in items if item.strip()]
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def origins(cls, value: list[str]) -> list[str]:
+        return [serialized_origin(item) for item in value]
 
     @field_validator(
         "secret_key",

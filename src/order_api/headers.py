@@ -119,8 +119,8 @@ class CorsPolicy:
     """
 
     def __init__(self, allowed_origins: Iterable[str]) -> None:
-        # Browsers send the origin lower-case and without a path; accept lists written otherwise.
-        origins = {origin.strip().rstrip("/").lower() for origin in allowed_origins}
+        # Settings hold origins as browsers send them (config.serialized_origin): compared as is.
+        origins = set(allowed_origins)
         self.any_origin = "*" in origins
         self.allowed_origins = frozenset(origins - {"*"})
 
