@@ -19,7 +19,7 @@ FAST_JOBS: dict[str, Any] = {
     "job_retry_max_seconds": 0.2,
     "outbox_poll_seconds": 0.05,
 }
-WELCOME = {"full_name": "Ada Lovelace", "email": "ada@example.com"}
+WELCOME = {"email": "ada@example.com"}
 
 
 @pytest.fixture

@@ -28,5 +28,5 @@ async def test_embedded_mode_writes_one_eml_file(make_app: AppBuilder, tmp_path:
     assert [file.name for file in (tmp_path / "mail").iterdir()] == [path.name]
     parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert parsed["Message-ID"] == f"<{message_id}@localhost>"
-    assert parsed["Subject"] == "Welcome, Ada Lovelace"
+    assert parsed["Subject"] == "Welcome to order-api"
     assert parsed["To"] == "ada@example.com"

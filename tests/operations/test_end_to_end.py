@@ -104,7 +104,7 @@ async def walk_the_story(
     registered = await one.post("/api/v1/users", json=body)
     assert registered.status_code == 201, registered.text
     customer_id = registered.json()["id"]
-    await arrived(smtp, email, "Welcome, Ada Lovelace")
+    await arrived(smtp, email, "Welcome to order-api")
     customer = await log_in(two, email)
 
     # Browse on the other process, then order with a key and retry it there.

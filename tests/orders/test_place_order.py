@@ -303,10 +303,11 @@ async def test_the_confirmation_email_names_the_order_number_and_total(
     directory: Path = shop.app.state.settings.data_dir / "mail"
 
     await wait_until(
-        lambda: bool(delivered(directory, customer.email, "order")), "the confirmation e-mail"
+        lambda: bool(delivered(directory, customer.email, "is confirmed")),
+        "the confirmation e-mail",
     )
 
-    [message] = delivered(directory, customer.email, "order")
+    [message] = delivered(directory, customer.email, "is confirmed")
     assert number in message["Subject"]
     part = message.get_body(preferencelist=("plain",))
     assert isinstance(part, EmailMessage)

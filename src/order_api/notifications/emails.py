@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,12 +44,27 @@ def message_id_for(outbox_id: uuid.UUID, sender: str) -> str:
     return f"<{outbox_id}@{domain}>"
 
 
+def smtp_address(address: str) -> str:
+    """`address` as a relay without SMTPUTF8 takes it: an internationalised domain in its IDNA
+    (xn--) spelling. Stored addresses are kept as they are; only what goes on the wire changes."""
+    if address.isascii():
+        return address
+    try:
+        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as error:
+        raise ValueError(str(error)) from None
+    if ascii_email is None:
+        # Accepted before addresses had to be ASCII before the @; only SMTPUTF8 could carry it.
+        raise ValueError("the part before the @-sign is not ASCII, which needs SMTPUTF8")
+    return ascii_email
+
+
 def render_email(
     outbox_id: uuid.UUID, payload: dict[str, Any], sender: str, sent_at: Any
 ) -> EmailMessage:
     template, to, context = payload["template"], payload["to"], payload["context"]
     try:
-        recipient = Address(addr_spec=to)
+        recipient = Address(addr_spec=smtp_address(to))
         subject = _environment.get_template(f"{template}.subject.txt").render(context).strip()
         text = _environment.get_template(f"{template}.txt").render(context)
         html = _environment.get_template(f"{template}.html").render(context)

@@ -105,9 +105,7 @@ async def place_order(
     order = OrderRead.model_validate({**row, "lines": lines})
     await _record_event(session, order.id, None, OrderStatus.PENDING, customer.id, now)
     await queue_order_event(session, order.id, customer.id, order.status, None, now)
-    await queue_email(
-        session, "order_confirmation", customer.email, _email_context(customer, order)
-    )
+    await queue_email(session, "order_confirmation", customer.email, _email_context(order))
     return order
 
 
@@ -190,7 +188,7 @@ async def _move(session: AsyncSession, actor: User, order: Order, target: OrderS
     await queue_order_event(session, order.id, order.customer_id, target, previous, now)
     customer = await session.get(User, order.customer_id)
     if customer is not None:
-        context = {**_email_context(customer, order), "previous_status": previous.value}
+        context = {**_email_context(order), "previous_status": previous.value}
         await queue_email(session, "order_status_changed", customer.email, context)
     return order
 
@@ -214,9 +212,9 @@ async def _record_event(
     await _INSERT_EVENT.execute(await transaction_connection(session), event)
 
 
-def _email_context(customer: User | Caller, order: Order | OrderRead) -> dict[str, object]:
+def _email_context(order: Order | OrderRead) -> dict[str, object]:
+    # No customer name: an e-mail carries no text a registrant chose (decisions.md).
     return {
-        "full_name": customer.full_name,
         "order_number": order_number(order.id),
         "status": order.status.value,
         "lines": [
