@@ -149,7 +149,11 @@ def operation_id(route: APIRoute) -> str:
 
 
 def passwords_from(settings: Settings) -> Passwords:
-    return Passwords(settings.password_hash_memory_kib, settings.password_hash_iterations)
+    return Passwords(
+        settings.password_hash_memory_kib,
+        settings.password_hash_iterations,
+        fair_per_caller=settings.rate_limit_enabled,
+    )
 
 
 def order_stream_from(

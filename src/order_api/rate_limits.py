@@ -185,6 +185,7 @@ class RateLimits:
         await self._hit("default", address_key(client))
 
     async def check_login(self, client: str, email: str) -> None:
+        """A login, or any other check of the account's password: they spend one budget."""
         # The address first: a sprayer out of attempts cannot spend the accounts' budgets.
         await self._hit("login_ip", address_key(client))
         await self._hit("login_account", account_key(email))

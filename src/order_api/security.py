@@ -2,54 +2,120 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from order_api.errors import Unauthorized
+from order_api.errors import TooManyRequests, Unauthorized
 from order_api.observability import PASSWORD_CHECKS
+from order_api.rate_limits import REJECTIONS, address_key
 
 MAX_NUMERIC_DATE = 10**11  # the year 5138: later claims are nonsense, and huge ones overflow
 # Each running hash holds its memory cost in RAM; a few at a time bound that and the CPU it takes.
 HASHING_CONCURRENCY = 4
+_Result = TypeVar("_Result")
+
+
+@dataclass(frozen=True)
+class _CallerLine:
+    places: anyio.Semaphore  # the check running plus those waiting behind it
+    running: anyio.Lock
+
+
+class HashingTurns:
+    """Turns at the hashing threads, per caller: one check running and a few waiting; any more
+    is a 429 at once, before a hash. So a caller flooding checks holds one of the threads, and
+    everyone else's checks do not queue behind its flood. Process-local, as the CPU it shares.
+    """
+
+    def __init__(self, waiting_per_caller: int) -> None:
+        self._places = waiting_per_caller + 1
+        self._lines: dict[str, _CallerLine] = {}
+
+    def __len__(self) -> int:
+        """Callers with a check running or waiting (idle ones are forgotten)."""
+        return len(self._lines)
+
+    @asynccontextmanager
+    async def turn(self, caller: str) -> AsyncIterator[None]:
+        line = self._lines.get(caller)
+        if line is None:
+            places = anyio.Semaphore(self._places, max_value=self._places)
+            line = self._lines[caller] = _CallerLine(places, anyio.Lock())
+        try:
+            line.places.acquire_nowait()
+        except anyio.WouldBlock:
+            REJECTIONS.labels(limit="password_hashing").inc()
+            raise TooManyRequests(
+                "Too many password checks from this address at once. Retry after 1 second.",
+                headers={"Retry-After": "1"},
+            ) from None
+        try:
+            async with line.running:
+                yield
+        finally:
+            line.places.release()
+            if line.places.value == self._places and self._lines.get(caller) is line:
+                del self._lines[caller]  # nothing running or waiting: the memory is bounded
 
 
 class Passwords:
-    """Hashes and verifies in worker threads, so the event loop keeps serving while Argon2 runs."""
+    """Hashes and verifies in worker threads, so the event loop keeps serving while Argon2 runs.
 
-    def __init__(self, memory_kib: int, iterations: int) -> None:
+    A check made for a caller (its client address) takes its turn in `HashingTurns` first;
+    one made for nobody (the command line) or with `fair_per_caller=False` goes straight on.
+    """
+
+    # A caller's checks past these would wait for nothing but its own: refused at once instead.
+    CHECKS_WAITING_PER_CALLER = 8
+
+    def __init__(self, memory_kib: int, iterations: int, *, fair_per_caller: bool = True) -> None:
         hasher = Argon2Hasher(time_cost=iterations, memory_cost=memory_kib, parallelism=1)
         self._hash = PasswordHash((hasher,))
         self._limiter = anyio.CapacityLimiter(HASHING_CONCURRENCY)
+        self._turns = HashingTurns(self.CHECKS_WAITING_PER_CALLER) if fair_per_caller else None
         # Verified instead of a real hash when the account is unknown: both cost one Argon2 run.
         self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
 
-    async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self._limiter)
+    @property
+    def callers_in_line(self) -> int:
+        return len(self._turns) if self._turns is not None else 0
 
-    async def verify(self, password: str, stored_hash: str | None) -> tuple[bool, str | None]:
+    async def hash(self, password: str, *, caller: str | None = None) -> str:
+        return await self._in_thread(caller, functools.partial(self._hash.hash, password))
+
+    async def verify(
+        self, password: str, stored_hash: str | None, *, caller: str | None = None
+    ) -> tuple[bool, str | None]:
         """Whether `password` matches, and a new hash to store when the cost settings changed.
 
         With no stored hash the dummy hash is verified, so an unknown account takes as long.
         """
         target = stored_hash or self._dummy_hash
-        matches, new_hash = await anyio.to_thread.run_sync(
-            self._hash.verify_and_update, password, target, limiter=self._limiter
-        )
+        check = functools.partial(self._hash.verify_and_update, password, target)
+        matches, new_hash = await self._in_thread(caller, check)
         PASSWORD_CHECKS.labels(against="account" if stored_hash else "dummy").inc()
         if stored_hash is None:
             return False, None
         return matches, new_hash if matches else None
+
+    async def _in_thread(self, caller: str | None, work: Callable[[], _Result]) -> _Result:
+        if caller is None or self._turns is None:
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter)
+        async with self._turns.turn(address_key(caller)):
+            return await anyio.to_thread.run_sync(work, limiter=self._limiter)
 
 
 class InvalidToken(Unauthorized):

@@ -66,7 +66,8 @@ async def log_in(
     user = await _find_by_email(session, email)
     # Nothing is held while Argon2 runs (~35 ms): no pooled connection, no SQLite write lock.
     await session.commit()
-    matches, new_hash = await passwords.verify(password, user.hashed_password if user else None)
+    stored_hash = user.hashed_password if user else None
+    matches, new_hash = await passwords.verify(password, stored_hash, caller=attempt.client)
     if user is None or not matches:
         reason = "unknown_email" if user is None else "wrong_password"
         logger.info("login_failed", reason=reason, user_id=str(user.id) if user else None)

@@ -42,13 +42,19 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/me", responses=problem_responses(401, 403, 409))
+@router.patch("/me", responses=problem_responses(401, 403, 409, 429))
 async def update_me(
-    session: SessionDep, passwords: PasswordsDep, user: CurrentUser, body: OwnProfileUpdate
+    session: SessionDep,
+    passwords: PasswordsDep,
+    rate_limits: RateLimitsDep,
+    client: ClientAddressDep,
+    user: CurrentUser,
+    body: OwnProfileUpdate,
 ) -> UserRead:
     """Change your name, e-mail or password; the last two need `current_password`. A new
-    password ends every login, this one included."""
-    updated = await service.update_own_profile(session, passwords, user, body)
+    password ends every login, this one included. A `current_password` check counts as a login
+    attempt of the account and the client address (429 with `Retry-After` past the limits)."""
+    updated = await service.update_own_profile(session, passwords, rate_limits, client, user, body)
     return UserRead.model_validate(updated)
 
 

@@ -53,15 +53,20 @@ async def sign_up(
     """Registration by the public: a customer account, limited per client address; the limit
     also bounds what `409 email_taken` tells about who has an account (SPEC §5.1)."""
     await rate_limits.check_registration(client)
-    return await register_user(session, passwords, data)
+    return await register_user(session, passwords, data, caller=client)
 
 
 async def register_user(
-    session: AsyncSession, passwords: Passwords, data: UserCreate, role: Role = Role.CUSTOMER
+    session: AsyncSession,
+    passwords: Passwords,
+    data: UserCreate,
+    role: Role = Role.CUSTOMER,
+    caller: str | None = None,
 ) -> User:
-    """A new account; customers also get a welcome e-mail, sent only if the account commits."""
+    """A new account; customers also get a welcome e-mail, sent only if the account commits.
+    `caller`: the client's address, whose turn at hashing this is (None: the command line)."""
     # Hash before touching the database, so no connection or SQLite lock waits on Argon2.
-    hashed_password = await passwords.hash(data.password)
+    hashed_password = await passwords.hash(data.password, caller=caller)
     await _ensure_email_free(session, data.email)
     now = datetime.now(UTC)
     user = User(
@@ -81,28 +86,38 @@ async def register_user(
     except IntegrityError:
         raise EmailTaken() from None  # a concurrent registration won the unique constraint
     if role is Role.CUSTOMER:
-        context = {"full_name": user.full_name, "email": user.email}
+        context = {"email": user.email}  # no name: the address is unverified, the name anyone's
         await queue_email(session, "welcome", user.email, context)
     logger.info("user_registered", user_id=str(user.id), role=role.value)
     return user
 
 
 async def update_own_profile(
-    session: AsyncSession, passwords: Passwords, user: User, data: OwnProfileUpdate
+    session: AsyncSession,
+    passwords: Passwords,
+    rate_limits: RateLimits,
+    client: str,
+    user: User,
+    data: OwnProfileUpdate,
 ) -> User:
+    """The caller's own change; a `current_password` check counts as a login attempt, against
+    the same per-account and per-address limits, so it is no way round them to guess passwords.
+    """
     verified_hash, new_hash = user.hashed_password, None
     if data.current_password is not None:
         await session.commit()  # release the connection and SQLite lock while Argon2 runs
-        matches, _ = await passwords.verify(data.current_password, verified_hash)
+        await rate_limits.check_login(client, user.email)
+        matches, _ = await passwords.verify(data.current_password, verified_hash, caller=client)
         if not matches:
             logger.info("current_password_rejected", user_id=str(user.id))
             raise WrongCurrentPassword()
         if data.password is not None:
-            new_hash = await passwords.hash(data.password)
+            new_hash = await passwords.hash(data.password, caller=client)
     user = await _locked(session, user.id)
     if data.current_password is not None and user.hashed_password != verified_hash:
         # Rehashed at a login, or changed, while we hashed: check again, this once under the lock.
-        matches, _ = await passwords.verify(data.current_password, user.hashed_password)
+        stored_hash = user.hashed_password
+        matches, _ = await passwords.verify(data.current_password, stored_hash, caller=client)
         if not matches:
             raise WrongCurrentPassword()
     if data.email is not None and data.email != user.email:
