@@ -12,10 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -45,6 +47,20 @@ class LiveShop(Shop):
     def stream_url(self, token: str | None, customer_id: uuid.UUID | str | None = None) -> str:
         path = "/api/v1/orders/ws" + (f"/{customer_id}" if customer_id is not None else "")
         return self.ws_base + path + (f"?token={token}" if token is not None else "")
+
+    async def scraped(self, name: str, **labels: str) -> float:
+        """One sample as the server's GET /metrics serves it (0 when absent)."""
+        response = await self.client.get("/metrics")
+        assert response.status_code == 200, response.text
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
+    async def closes(self, code: int) -> float:
+        """Sockets the server closed with `code`, as /metrics counts them."""
+        return await self.scraped("order_api_websocket_closes_total", code=str(code))
 
 
 LiveShopFactory = Callable[..., Awaitable[LiveShop]]
@@ -120,6 +136,18 @@ async def refusal_code(url: str, **options: Any) -> int | None:
         frames, code = await frames_until_closed(websocket)
     assert frames == [], f"a refused socket carried data: {frames}"
     return code
+
+
+def event_for(customer_id: uuid.UUID) -> bytes:
+    """An order event as the outbox publishes it, for a made-up order of that customer."""
+    event = {
+        "order_id": str(uuid.uuid4()),
+        "customer_id": str(customer_id),
+        "status": "PAID",
+        "previous_status": "PENDING",
+        "at": datetime.now(UTC).isoformat(),
+    }
+    return json.dumps(event).encode()
 
 
 def small_receive_buffer_socket(address: str) -> socket.socket:

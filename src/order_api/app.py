@@ -165,6 +165,8 @@ def order_stream_from(
         heartbeat_seconds=settings.ws_heartbeat_seconds,
         backlog=settings.ws_send_queue_size,
         max_lifetime_seconds=settings.ws_max_lifetime_seconds,
+        max_sockets_per_user=settings.ws_max_sockets_per_user,
+        max_sockets_per_address=settings.ws_max_sockets_per_address,
     )
 
 

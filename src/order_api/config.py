@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     ws_heartbeat_seconds: float = Field(default=25.0, gt=0, le=300)
     ws_send_queue_size: int = Field(default=100, ge=1, le=10_000)
     ws_max_lifetime_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # Open sockets per API process (descriptors, memory and send queues are per process); a
+    # staff every-order socket counts against its user's cap too. Beyond either: closed 4429.
+    ws_max_sockets_per_user: int = Field(default=10, ge=1, le=100_000)
+    ws_max_sockets_per_address: int = Field(default=50, ge=1, le=100_000)
+    # Stream handshakes per client address, shared through Redis like the other rate limits.
+    rate_limit_websocket_per_ip: str = "60/minute"
 
     @field_validator(
         "allowed_origins", "metrics_allowed_networks", "trusted_proxies", mode="before"
@@ -208,6 +214,7 @@ class Settings(BaseSettings):
         "rate_limit_login_per_ip",
         "rate_limit_login_per_account",
         "rate_limit_registration_per_ip",
+        "rate_limit_websocket_per_ip",
         "rate_limit_orders_per_user",
     )
     @classmethod

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import structlog
 import structlog.tracebacks
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_api.metrics import record_requests
@@ -59,6 +59,12 @@ STREAM_MESSAGES_DROPPED = Counter(
 PUBSUB_RECONNECTS = Counter(
     "order_api_pubsub_reconnects",
     "Pub-sub subscriptions re-established after the transport was lost.",
+)
+ORDER_EVENT_DELAY = Histogram(
+    "order_api_order_event_delay_seconds",
+    "Age of an order event (now minus its `at`) when a process dispatches it to its sockets.",
+    # Up to a minute: a Redis outage delays events by as long as it lasts.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
 NO_REQUEST_ID = "-"

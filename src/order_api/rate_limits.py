@@ -90,6 +90,13 @@ def _rules(settings: Settings) -> dict[str, Rule]:
             in_process_fallback=True,
         ),
         Rule("orders_user", parse(settings.rate_limit_orders_per_user), "Too many orders."),
+        # Fails open without Redis, like the default limit: the stream's socket caps still hold.
+        Rule(
+            "websocket_ip",
+            parse(settings.rate_limit_websocket_per_ip),
+            "Too many stream handshakes from this address.",
+            exact=False,
+        ),
     )
     return {rule.name: rule for rule in rules}
 
@@ -195,6 +202,10 @@ class RateLimits:
 
     async def check_order(self, user_id: str) -> None:
         await self._hit("orders_user", user_id)
+
+    async def check_websocket(self, client: str) -> None:
+        """An order stream handshake, counted before the token is looked at."""
+        await self._hit("websocket_ip", address_key(client))
 
     async def _hit(self, name: str, key: str) -> None:
         if not self.enabled:

@@ -258,8 +258,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             },
         ),
         "ws": WebSocketProtocol,
-        # Protocol pings keep idle sockets alive through proxies; a peer that misses one is dropped.
+        # Protocol pings keep idle sockets alive through proxies. No pong deadline: uvicorn would
+        # end the socket with 1011 unseen by the app; the stream itself closes non-readers (1013).
         "ws_ping_interval": settings.ws_heartbeat_seconds,
-        "ws_ping_timeout": settings.ws_heartbeat_seconds,
+        "ws_ping_timeout": None,
         "ws_max_size": WS_MAX_CLIENT_FRAME_BYTES,
     }

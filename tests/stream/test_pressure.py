@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,6 +18,7 @@ from tests.catalogue import create_product, order
 from tests.streams import (
     WAIT_SECONDS,
     LiveShopFactory,
+    event_for,
     frames_until_closed,
     next_event,
     open_stream,
@@ -31,17 +31,6 @@ SOCKETS, BAD_SOCKETS = 1000, 100
 # All handshakes queue behind each other on two cores: each one's bound covers the whole storm.
 STORM_OPEN_SECONDS = 250.0
 MAX_EVENTS = 20_000  # far more than a 4 KiB send buffer and a 20-frame backlog can hold
-
-
-def event_for(customer_id: uuid.UUID) -> bytes:
-    event = {
-        "order_id": str(uuid.uuid4()),
-        "customer_id": str(customer_id),
-        "status": "PAID",
-        "previous_status": "PENDING",
-        "at": datetime.now(UTC).isoformat(),
-    }
-    return json.dumps(event).encode()
 
 
 def watcher_of(hub: OrderStream, customer_id: uuid.UUID) -> Watcher | None:
@@ -80,6 +69,41 @@ async def test_a_client_that_never_reads_is_closed_1013_and_delays_no_one(
         frames, code = await frames_until_closed(slow)
     assert code == 1013
     assert 0 < len(frames) < published  # it got what fit in the buffers, then the close
+
+
+# A socket-level case: the database plays no part, so one back-end is enough.
+@pytest.mark.only_backend("sqlite")
+async def test_a_staff_socket_that_stops_reading_is_closed_1013_and_counted(
+    make_live_shop: LiveShopFactory,
+) -> None:
+    # A backlog that never fills: the connection's stall alone must end it, as for a staff socket
+    # whose events trickle in (where the protocol's pong deadline used to end it first, uncounted).
+    shop = await make_live_shop(
+        send_buffer_bytes=4096, ws_send_queue_size=10_000, ws_heartbeat_seconds=2.0
+    )
+    staff, customer = await shop.account(Role.STAFF), await shop.account()
+    hub: OrderStream = shop.app.state.order_stream
+    counted_before = await shop.closes(1013)
+    sock = small_receive_buffer_socket(shop.ws_base.removeprefix("ws://"))
+    url = shop.stream_url(staff.access_token)
+    # The client library stops reading once one frame waits unread, pongs included.
+    async with connect(url, sock=sock, max_queue=1, open_timeout=WAIT_SECONDS) as silent:
+        await wait_until(lambda: len(hub.watchers()) == 1, "the staff socket's watcher")
+        [watcher] = hub.watchers()
+        published = 0
+        while watcher.closing is None:
+            assert published < MAX_EVENTS, "the socket that stopped reading was never cut off"
+            for _ in range(10):  # a trickle next to the backlog: it never fills
+                await shop.app.state.pubsub.publish(ORDERS_CHANNEL, event_for(customer.id))
+            published += 10
+            await asyncio.sleep(0.05)
+        assert watcher.closing.code == 1013
+        # Reading again, it finds the close frame behind what fit in the buffers.
+        frames, code = await frames_until_closed(silent)
+    assert code == 1013
+    assert 0 < len(frames) < published
+    await wait_until(lambda: not hub.watchers(), "the hub to forget the socket")
+    assert await shop.closes(1013) == counted_before + 1
 
 
 # A socket-level case: the database plays no part, so one back-end is enough.
@@ -145,7 +169,12 @@ async def open_admitted(url: str, stack: AsyncExitStack) -> ClientConnection:
 async def test_a_thousand_sockets_opened_at_once(make_live_shop: LiveShopFactory) -> None:
     # Admissions queue for the pool's 10 connections; on a loaded CI machine the default 5 s wait
     # could answer some with 1013 (retry later), which is right but not what this test counts.
-    shop = await make_live_shop(db_pool_timeout_seconds=30)
+    # One customer from one address: the per-process socket caps are raised to the storm's size.
+    shop = await make_live_shop(
+        db_pool_timeout_seconds=30,
+        ws_max_sockets_per_user=SOCKETS,
+        ws_max_sockets_per_address=SOCKETS,
+    )
     staff, customer = await shop.account(Role.STAFF), await shop.account()
     good = shop.stream_url(customer.access_token, customer.id)
     bad = shop.stream_url("not-a-token", customer.id)

@@ -1,7 +1,8 @@
 """The live order stream of one API process: one pub-sub subscription in, every socket out.
 
 Each socket is a `Watcher` with a bounded backlog: the hub only ever puts without waiting, so a
-slow client is closed (1013) instead of delaying anyone else.
+slow client is closed (1013) instead of delaying anyone else. The hub also holds the process's
+caps on open sockets, per user and per client address (4429 beyond them).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import functools
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,11 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from order_api.adapters.pubsub import PubSub
 from order_api.auth.service import revocation_cutoffs
 from order_api.db import reading_session
-from order_api.observability import STREAM_MESSAGES_DROPPED, WEBSOCKET_CLOSES, WEBSOCKETS_OPEN
+from order_api.observability import (
+    ORDER_EVENT_DELAY,
+    STREAM_MESSAGES_DROPPED,
+    WEBSOCKET_CLOSES,
+    WEBSOCKETS_OPEN,
+)
 from order_api.orders.events import ORDERS_CHANNEL
 from order_api.orders.models import OrderStatus
 
 logger = structlog.get_logger(__name__)
+
+Key = TypeVar("Key")
 
 MAX_EVENT_BYTES = 4096  # ours are ~200 bytes; anything bigger on the channel is not an event
 
@@ -43,13 +53,26 @@ class Closing:
 
 TOKEN_REFUSED = 4401
 NOT_ALLOWED = 4403
+# HTTP 429's twin, as 4401/4403 are 401's and 403's: too many sockets or handshakes, retry later.
+TOO_MANY = 4429
 LIFETIME_REACHED = Closing(4000, "connection lifetime reached; reconnect")
 TOKEN_EXPIRED = Closing(TOKEN_REFUSED, "access token expired; reconnect with a fresh one")
 TOKEN_REVOKED = Closing(TOKEN_REFUSED, "access token revoked")
 FELL_BEHIND = Closing(1013, "too many events waiting; reconnect and re-read the order history")
+NOT_READING = Closing(1013, "the connection took no frame for a heartbeat; reconnect and re-read")
+USER_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets for this account; retry later")
+ADDRESS_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets from this address; retry later")
 SHUTTING_DOWN = Closing(1001, "server shutting down; reconnect")
 STREAM_INTERRUPTED = Closing(1012, "event stream interrupted; reconnect and re-read the history")
 CLIENT_GONE = Closing(None, "client went away")
+
+
+class SocketCapReached(Exception):
+    """The user or the address already holds as many sockets as this process allows."""
+
+    def __init__(self, closing: Closing) -> None:
+        super().__init__(closing.reason)
+        self.closing = closing
 
 
 class StreamEvent(BaseModel):
@@ -113,8 +136,14 @@ class OrderStream:
         heartbeat_seconds: float,
         backlog: int,
         max_lifetime_seconds: float,
+        max_sockets_per_user: int,
+        max_sockets_per_address: int,
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
+        self._max_per_user = max_sockets_per_user
+        self._max_per_address = max_sockets_per_address
+        self._open_by_user: Counter[uuid.UUID] = Counter()
+        self._open_by_address: Counter[str] = Counter()
         self._pubsub = pubsub
         self._sessionmaker = sessionmaker
         self._backlog = backlog
@@ -148,8 +177,16 @@ class OrderStream:
         return every
 
     @contextlib.contextmanager
-    def watch(self, viewer: Viewer) -> Iterator[Watcher]:
-        """Registers a socket's watcher for as long as the socket lives, with its deadline set."""
+    def watch(self, viewer: Viewer, address: str) -> Iterator[Watcher]:
+        """Registers a socket's watcher for as long as the socket lives, with its deadline set;
+        raises SocketCapReached, registering nothing, when its user or `address` is at a cap."""
+        # Checked and taken with no await in between: concurrent handshakes cannot both pass.
+        if self._open_by_user[viewer.user_id] >= self._max_per_user:
+            raise SocketCapReached(USER_SOCKETS_FULL)
+        if self._open_by_address[address] >= self._max_per_address:
+            raise SocketCapReached(ADDRESS_SOCKETS_FULL)
+        self._open_by_user[viewer.user_id] += 1
+        self._open_by_address[address] += 1
         watcher = Watcher(viewer, self._backlog)
         group = (
             self._every_order
@@ -168,6 +205,8 @@ class OrderStream:
             if viewer.customer_id is not None and not group:
                 del self._by_customer[viewer.customer_id]
             WEBSOCKETS_OPEN.labels(stream).dec()
+            _release(self._open_by_user, viewer.user_id)
+            _release(self._open_by_address, address)
             if watcher.closing is not None and watcher.closing.code is not None:
                 WEBSOCKET_CLOSES.labels(str(watcher.closing.code)).inc()
 
@@ -181,6 +220,8 @@ class OrderStream:
             STREAM_MESSAGES_DROPPED.inc()
             logger.warning("stream_message_dropped", error=str(error)[:200])
             return
+        # `at` comes from the clock of the process that made the change: skew is no negative age.
+        ORDER_EVENT_DELAY.observe(max(time.time() - event.at.timestamp(), 0.0))
         frame = event.frame()
         for watcher in self._every_order:
             watcher.offer(frame)
@@ -226,6 +267,12 @@ class OrderStream:
             except (SQLAlchemyError, OSError) as error:
                 # The next beat tries again; meanwhile sockets keep their last known right.
                 logger.warning("stream_revocation_check_failed", error=repr(error))
+
+
+def _release(open_sockets: Counter[Key], key: Key) -> None:
+    open_sockets[key] -= 1
+    if open_sockets[key] <= 0:
+        del open_sockets[key]  # a process sees many addresses: forget the ones with no socket
 
 
 def _report_death(task: asyncio.Task[None]) -> None:

@@ -1,4 +1,8 @@
-"""The socket side of the order stream: admit, accept, then pump frames until one side ends."""
+"""The socket side of the order stream: admit, accept, then pump frames until one side ends.
+
+Admission, cheapest first: the handshake rate per address (4429), the token (4401), the origin
+and the right to watch (4403), then the process's socket caps per user and per address (4429).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from order_api.db import reading_session
+from order_api.errors import TooManyRequests
 from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
-from order_api.orders.stream import CLIENT_GONE, Closing, OrderStream, Watcher
+from order_api.orders.stream import (
+    CLIENT_GONE,
+    NOT_READING,
+    TOO_MANY,
+    Closing,
+    OrderStream,
+    SocketCapReached,
+    Watcher,
+)
 from order_api.orders.stream_access import Handshake, StreamRefused, admit_viewer
+from order_api.rate_limits import RateLimits, address_key
+from order_api.throttling import client_address
 
 logger = structlog.get_logger(__name__)
 
@@ -27,6 +42,13 @@ async def serve_order_stream(websocket: WebSocket, token: str | None, customer: 
     """One socket's whole life. `customer` None is the every-order stream (staff)."""
     state = websocket.app.state
     hub: OrderStream = state.order_stream
+    limits: RateLimits = state.rate_limits
+    address = client_address(websocket.scope, state.settings.trusted_proxies)
+    try:
+        await limits.check_websocket(address)
+    except TooManyRequests as refusal:
+        await _refuse(websocket, Closing(TOO_MANY, refusal.detail))
+        return
     handshake = Handshake(
         origin=websocket.headers.get("origin"),
         host=websocket.headers.get("host"),
@@ -42,8 +64,14 @@ async def serve_order_stream(websocket: WebSocket, token: str | None, customer: 
         logger.warning("stream_admission_failed", error=repr(error))
         await _refuse(websocket, UNAVAILABLE)
         return
-    await websocket.accept()
-    with hub.watch(viewer) as watcher:
+    with contextlib.ExitStack() as watching:
+        try:
+            # Keyed like the rate limits: an IPv6 client is its /64, so it cannot rotate addresses.
+            watcher = watching.enter_context(hub.watch(viewer, address_key(address)))
+        except SocketCapReached as refusal:
+            await _refuse(websocket, refusal.closing)
+            return
+        await websocket.accept()
         await _pump(websocket, watcher, hub.heartbeat_seconds)
 
 
@@ -86,7 +114,13 @@ async def _send_frames(websocket: WebSocket, watcher: Watcher, heartbeat_seconds
                     frame, kind = await watcher.frames.get(), "event"
             except TimeoutError:
                 frame, kind = HEARTBEAT_FRAME, "heartbeat"
-            await websocket.send_text(frame)
+            try:
+                async with asyncio.timeout(heartbeat_seconds):
+                    await websocket.send_text(frame)
+            except TimeoutError:
+                # The server's buffer stayed full a whole beat: the client is not reading.
+                watcher.end(NOT_READING)
+                return
             WEBSOCKET_MESSAGES.labels(kind).inc()
     except DISCONNECTED:
         watcher.end(CLIENT_GONE)
