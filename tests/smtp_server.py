@@ -30,6 +30,11 @@ class Inbox:
     rejected_recipients: set[str] = field(default_factory=set)
     recipient_delay_seconds: float = 0.0
     conversations_started: threading.Event = field(default_factory=threading.Event)
+    # While `hold_quit` is set, a QUIT waits for `quit_released` before its 221 answer: a test
+    # looks at the world between the server's 250 to DATA and the client's end of the session.
+    hold_quit: bool = False
+    quit_received: threading.Event = field(default_factory=threading.Event)
+    quit_released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -55,6 +60,12 @@ class Inbox:
             self.messages.append(parsed)
         return "250 Message accepted for delivery"
 
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.quit_received.set()
+        if self.hold_quit:
+            await asyncio.to_thread(self.quit_released.wait)
+        return "221 Bye"
+
     def count(self) -> int:
         with self.lock:
             return len(self.messages)
@@ -70,6 +81,7 @@ class SmtpServer:
         self.controller.start()
 
     def stop(self) -> None:
+        self.inbox.quit_released.set()  # a held QUIT must not keep the server's loop from ending
         self.controller.stop()
 
     def settings(self) -> dict[str, Any]:

@@ -31,7 +31,8 @@ HEARTBEAT_SECONDS = 5.0
 
 
 def job_handlers(settings: Settings, pubsub: PubSub) -> dict[str, Handler]:
-    """Every kind of outbox row this service knows how to deliver."""
+    """Every kind of outbox row a job can deliver (order events only when an older version
+    queued them: the relay publishes events itself)."""
     return {
         EMAIL_KIND: EmailDelivery.from_settings(settings),
         ORDER_EVENT_KIND: OrderEventPublisher(pubsub),
@@ -57,6 +58,8 @@ class Background:
         relay = OutboxRelay(
             sessionmaker,
             kicker(broker),
+            # Not queued behind e-mails: one publish, so the relay delivers events itself.
+            publishers={ORDER_EVENT_KIND: OrderEventPublisher(pubsub).publish},
             poll_seconds=settings.outbox_poll_seconds,
             lease_seconds=settings.job_lease_seconds,
         )

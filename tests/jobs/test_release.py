@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import update
 
 from order_api.jobs import outbox
-from order_api.jobs.delivery import JobRuntime, deliver
+from order_api.jobs.delivery import Completion, JobRuntime, deliver
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from tests.jobs.conftest import outbox_row
 from tests.support import AppBuilder
@@ -22,7 +22,7 @@ EARLIER_ATTEMPTS = 2  # the row was tried before: the release must leave that co
 
 
 def runtime_with(
-    app: FastAPI, handler: Callable[[outbox.ClaimedMessage], Awaitable[None]]
+    app: FastAPI, handler: Callable[[outbox.ClaimedMessage, Completion], Awaitable[None]]
 ) -> JobRuntime:
     """The app's own runtime, with one handler for the probe rows of this test."""
     runtime: JobRuntime = app.state.background.broker.state.runtime
@@ -52,7 +52,7 @@ async def quiet_app(make_app: AppBuilder) -> FastAPI:
 async def test_a_cancelled_delivery_puts_its_row_back_due_now_untried(quiet_app: FastAPI) -> None:
     started = asyncio.Event()
 
-    async def blocks(message: outbox.ClaimedMessage) -> None:
+    async def blocks(message: outbox.ClaimedMessage, completion: Completion) -> None:
         started.set()
         await asyncio.Event().wait()
 
@@ -76,7 +76,7 @@ async def test_a_cancelled_delivery_puts_its_row_back_due_now_untried(quiet_app:
     )
     delivered: list[uuid.UUID] = []
 
-    async def succeeds(message: outbox.ClaimedMessage) -> None:
+    async def succeeds(message: outbox.ClaimedMessage, completion: Completion) -> None:
         delivered.append(message.id)
 
     # Due now, not at the end of the lease: the next delivery takes it at once.
@@ -91,7 +91,7 @@ async def test_a_release_never_touches_a_row_another_delivery_took_over(
     quiet_app: FastAPI,
 ) -> None:
     message_id = await probe_row(quiet_app)
-    runtime = runtime_with(quiet_app, lambda message: asyncio.sleep(0))
+    runtime = runtime_with(quiet_app, lambda message, completion: asyncio.sleep(0))
     async with quiet_app.state.sessionmaker() as session:
         stale = await outbox.start_processing(session, message_id, runtime.lease)
         await session.commit()

@@ -129,6 +129,29 @@ async def test_a_worker_killed_mid_job_still_yields_exactly_one_email(
     assert sorted(recipients) == ["ada@example.com", "grace@example.com"]
 
 
+async def test_a_worker_killed_after_the_server_accepted_sends_no_second_email(
+    api: FastAPI, workers: Workers, smtp: SmtpServer
+) -> None:
+    smtp.inbox.hold_quit = True  # the worker dies between the server's 250 and its 221 to QUIT
+    doomed = workers.start()
+    message_id = await queue_and_commit(api)
+    await wait_until(smtp.inbox.quit_received.is_set, "the worker to say QUIT")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    smtp.inbox.quit_released.set()
+    workers.start()
+    # Past the dead worker's lease, with a new message waking the stream: a resend shows up now.
+    await asyncio.sleep(LEASE_SECONDS * 1.5)
+    second_id = await queue_and_commit(api, to="grace@example.com")
+    await wait_for_status(api, second_id, OutboxStatus.DONE)
+    await api.state.background.relay.relay_due()
+    row = await outbox_row(api, message_id)
+    assert row is not None
+    assert (row.status, row.attempts) == (OutboxStatus.DONE, 1)
+    recipients = [message["To"] for message in smtp.inbox.messages]
+    assert sorted(recipients) == ["ada@example.com", "grace@example.com"]
+
+
 async def sigterm_during_smtp(
     api: FastAPI, workers: Workers, smtp: SmtpServer
 ) -> tuple[str, OutboxMessage]:

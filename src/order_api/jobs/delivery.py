@@ -20,7 +20,51 @@ from order_api.observability import JOBS
 
 logger = structlog.get_logger(__name__)
 
-Handler = Callable[[outbox.ClaimedMessage], Awaitable[None]]
+
+class Completion:
+    """The row's `done` mark, which a handler whose effect cannot be undone (an e-mail the SMTP
+    server answered 250 to) records itself, the moment the effect is final and before its
+    clean-up (QUIT). A crash between effect and mark repeats the effect after the lease, so the
+    mark is one autocommit UPDATE on a connection checked out in `prepare`: only that statement's
+    way to the database lies between them. A handler that records nothing is marked after it
+    returns."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], message: outbox.ClaimedMessage
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._message = message
+        self._session: AsyncSession | None = None
+        # Set as the mark starts: from then on the effect happened, whatever the mark's fate.
+        self.started = False
+        # True once written, False when the lease was lost to another delivery; None until then.
+        self.finished: bool | None = None
+
+    async def prepare(self) -> None:
+        """Check out the mark's connection now, just before the step that makes the effect final,
+        so no pool wait or stale-connection ping lands between that step and the mark."""
+        if self._session is not None:
+            return
+        self._session = self._sessionmaker()
+        # Autocommit: the UPDATE is durable as it returns, with no BEGIN or COMMIT round trip.
+        await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+    async def record(self) -> None:
+        """The effect is final: mark the row done. A second call does nothing."""
+        if self.started:
+            return
+        self.started = True
+        await self.prepare()
+        assert self._session is not None
+        self.finished = await outbox.mark_done(self._session, self._message)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+Handler = Callable[[outbox.ClaimedMessage, Completion], Awaitable[None]]
 
 
 class PermanentJobError(Exception):
@@ -89,13 +133,16 @@ async def release(
 
 
 async def _run_tracked(
-    runtime: JobRuntime, handler: Handler, message: outbox.ClaimedMessage
+    runtime: JobRuntime,
+    handler: Handler,
+    message: outbox.ClaimedMessage,
+    completion: Completion,
 ) -> None:
     task = asyncio.current_task()
     if task is not None:
         runtime.running.add(task)
     try:
-        await handler(message)
+        await handler(message, completion)
     finally:
         runtime.running.discard(task)
 
@@ -113,6 +160,19 @@ async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | 
         logger.info("job_skipped", outbox_id=str(message_id), reason="done or held elsewhere")
         return None
     log = logger.bind(outbox_id=str(message.id), kind=message.kind, attempt=message.attempts)
+    completion = Completion(runtime.sessionmaker, message)
+    try:
+        return await _run_and_record(runtime, message, completion, log)
+    finally:
+        await completion.close()
+
+
+async def _run_and_record(
+    runtime: JobRuntime,
+    message: outbox.ClaimedMessage,
+    completion: Completion,
+    log: structlog.stdlib.BoundLogger,
+) -> OutboxStatus:
     handler = runtime.handlers.get(message.kind)
     try:
         if message.attempts > runtime.retry.max_attempts:
@@ -121,32 +181,49 @@ async def deliver(runtime: JobRuntime, message_id: uuid.UUID) -> OutboxStatus | 
             raise PermanentJobError(f"no handler for outbox kind {message.kind!r}")
         # Bounded well inside the lease, so no other delivery takes the row while this one runs.
         async with asyncio.timeout(runtime.lease.total_seconds() / 2):
-            await _run_tracked(runtime, handler, message)
+            await _run_tracked(runtime, handler, message, completion)
+        await completion.record()
     except asyncio.CancelledError:
-        await release(runtime, message, log)
+        # Once the effect happened the row is not handed back untried: its mark decides.
+        if not completion.started:
+            await completion.close()  # one pooled connection a job at most
+            await release(runtime, message, log)
         raise
     except Exception as error:
-        async with runtime.sessionmaker() as session:
-            status = await outbox.record_failure(
-                session,
-                message,
-                describe(error),
-                runtime.retry,
-                permanent=isinstance(error, PermanentJobError),
-            )
-            await session.commit()
-        if status is OutboxStatus.FAILED:
-            log.error("job_failed", error=describe(error))
-            JOBS.labels(kind=message.kind, outcome="failed").inc()
+        await completion.close()
+        if completion.started:
+            if completion.finished is None:
+                raise  # the mark failed: the lease runs out and the row is delivered again
+            # The effect happened and is recorded; only the handler's clean-up failed.
+            log.warning("job_cleanup_failed", error=describe(error))
         else:
-            log.warning("job_retry_scheduled", error=describe(error))
-            JOBS.labels(kind=message.kind, outcome="retried").inc()
-        return status
-    async with runtime.sessionmaker() as session:
-        finished = await outbox.mark_done(session, message)
-        await session.commit()
-    if not finished:
+            return await _record_failure(runtime, message, error, log)
+    if not completion.finished:
         log.warning("job_lease_lost", detail="the row was taken over; its new holder decides")
     log.info("job_succeeded")
     JOBS.labels(kind=message.kind, outcome="succeeded").inc()
     return OutboxStatus.DONE
+
+
+async def _record_failure(
+    runtime: JobRuntime,
+    message: outbox.ClaimedMessage,
+    error: Exception,
+    log: structlog.stdlib.BoundLogger,
+) -> OutboxStatus:
+    async with runtime.sessionmaker() as session:
+        status = await outbox.record_failure(
+            session,
+            message,
+            describe(error),
+            runtime.retry,
+            permanent=isinstance(error, PermanentJobError),
+        )
+        await session.commit()
+    if status is OutboxStatus.FAILED:
+        log.error("job_failed", error=describe(error))
+        JOBS.labels(kind=message.kind, outcome="failed").inc()
+    else:
+        log.warning("job_retry_scheduled", error=describe(error))
+        JOBS.labels(kind=message.kind, outcome="retried").inc()
+    return status

@@ -1,12 +1,17 @@
-"""The relay: hands committed outbox rows to the job queue, woken by commits and a timer."""
+"""The relay: delivers committed outbox rows, woken by commits and a timer.
+
+Kinds with a publisher (order events: one pub-sub message each) are published by the relay itself
+and marked done; every other kind (e-mail: an SMTP exchange) is handed to the job queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import event
@@ -19,6 +24,7 @@ from order_api.observability import OUTBOX_RELAYED
 logger = structlog.get_logger(__name__)
 
 Kick = Callable[[uuid.UUID], Awaitable[None]]
+Publish = Callable[[dict[str, Any]], Awaitable[None]]
 # Rows handed off but not finished are handed off again after this many job leases.
 REDELIVERY_LEASES = 10
 # The relay's share of a graceful stop: its pass under way, then a last one.
@@ -31,11 +37,13 @@ class OutboxRelay:
         sessionmaker: async_sessionmaker[AsyncSession],
         kick: Kick,
         *,
+        publishers: Mapping[str, Publish] | None = None,
         poll_seconds: float,
         lease_seconds: float,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.kick = kick
+        self.publishers = dict(publishers or {})
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
@@ -60,28 +68,43 @@ class OutboxRelay:
         event.listen(session_class, "after_soft_rollback", lambda s, _: after_rollback(s))
 
     async def relay_due(self) -> int:
-        """One pass: lease what is due, hand it to the queue, mark it handed. Returns the count."""
+        """One pass: lease what is due, publish or hand over each row in order, record the
+        outcome. Returns how many rows were delivered."""
         async with self.sessionmaker() as session:
-            token, ids = await outbox.claim_due(session, self.lease)
+            token, due = await outbox.claim_due(session, self.lease)
             await session.commit()
+        if not due:
+            return 0
+        published: list[uuid.UUID] = []
         handed: list[uuid.UUID] = []
-        for message_id in ids:
+        for message in due:
+            publish = self.publishers.get(message.kind)
             try:
-                await self.kick(message_id)
+                if publish is not None:
+                    await publish(message.payload)
+                else:
+                    await self.kick(message.id)
             except Exception as error:
-                # The queue is unreachable: stop this pass. The leases run out and a later pass
-                # hands these rows over again, so nothing is lost and the log says it once a pass.
+                # Redis is unreachable: stop this pass, logged once; the rest waits for the sweep.
+                left = len(due) - len(published) - len(handed)
                 logger.warning(
-                    "outbox_kick_failed", error=repr(error), waiting=len(ids) - len(handed)
+                    "outbox_kick_failed", kind=message.kind, error=repr(error), waiting=left
                 )
                 break
-            handed.append(message_id)
-        if handed:
-            async with self.sessionmaker() as session:
-                await outbox.mark_dispatched(session, handed, token, self.lease * REDELIVERY_LEASES)
-                await session.commit()
-            OUTBOX_RELAYED.inc(len(handed))
-        return len(handed)
+            (handed if publish is None else published).append(message.id)
+        undelivered = [m.id for m in due[len(published) + len(handed) :]]
+        async with self.sessionmaker() as session:
+            if published:
+                await outbox.mark_published(session, published, token)
+            if handed:
+                redelivery = self.lease * REDELIVERY_LEASES
+                await outbox.mark_dispatched(session, handed, token, redelivery)
+            if undelivered:
+                retry_after = timedelta(seconds=self.poll_seconds)
+                await outbox.give_back(session, undelivered, token, retry_after)
+            await session.commit()
+        OUTBOX_RELAYED.inc(len(handed))
+        return len(published) + len(handed)
 
     async def run(self) -> None:
         while not self._stopping:

@@ -12,12 +12,14 @@ from typing import Protocol
 import aiosmtplib
 
 from order_api.config import Settings
-from order_api.jobs.delivery import PermanentJobError
+from order_api.jobs.delivery import Completion, PermanentJobError
 
 
 class Mailer(Protocol):
-    async def send(self, message: EmailMessage, name: str) -> None:
-        """Deliver `message`; `name` is stable per outbox row: a redelivery replaces, not adds."""
+    async def send(self, message: EmailMessage, name: str, completion: Completion) -> None:
+        """Deliver `message`; `name` is stable per outbox row: a redelivery replaces, not adds.
+        `completion.prepare()` comes just before the step that makes the delivery final,
+        `completion.record()` right after it, before any clean-up."""
 
 
 class SmtpMailer:
@@ -25,20 +27,25 @@ class SmtpMailer:
         assert settings.smtp_host is not None
         self.settings = settings
 
-    async def send(self, message: EmailMessage, name: str) -> None:
+    async def send(self, message: EmailMessage, name: str, completion: Completion) -> None:
         settings = self.settings
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password,
+            use_tls=settings.smtp_tls == "tls",
+            start_tls=settings.smtp_tls == "starttls",
+            timeout=settings.smtp_timeout_seconds,
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=password,
-                use_tls=settings.smtp_tls == "tls",
-                start_tls=settings.smtp_tls == "starttls",
-                timeout=settings.smtp_timeout_seconds,
-            )
+            async with client:  # connect, EHLO, STARTTLS, AUTH; QUIT on the way out
+                await completion.prepare()
+                # Returns on the server's 250 to DATA: it has taken the message on (RFC 5321
+                # §6.1), so the row is marked then, before QUIT and the close.
+                await client.send_message(message)
+                await completion.record()
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             if all(is_permanent(code) for code in codes):
@@ -59,8 +66,11 @@ class FileMailer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage, name: str) -> None:
-        await asyncio.to_thread(write_message_file, self.directory, message.as_bytes(), name)
+    async def send(self, message: EmailMessage, name: str, completion: Completion) -> None:
+        content = message.as_bytes()
+        await completion.prepare()
+        await asyncio.to_thread(write_message_file, self.directory, content, name)
+        await completion.record()
 
 
 def write_message_file(directory: Path, content: bytes, name: str) -> Path:

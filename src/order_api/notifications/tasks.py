@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from order_api.config import Settings
+from order_api.jobs.delivery import Completion
 from order_api.jobs.outbox import ClaimedMessage, utc_now
 from order_api.notifications.emails import render_email
 from order_api.notifications.mailer import Mailer, create_mailer
@@ -17,6 +18,6 @@ class EmailDelivery:
     def from_settings(cls, settings: Settings) -> EmailDelivery:
         return cls(create_mailer(settings), settings.mail_from)
 
-    async def __call__(self, message: ClaimedMessage) -> None:
+    async def __call__(self, message: ClaimedMessage, completion: Completion) -> None:
         email = render_email(message.id, message.payload, self.sender, utc_now())
-        await self.mailer.send(email, str(message.id))
+        await self.mailer.send(email, str(message.id), completion)
