@@ -7,7 +7,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from bench.baselines.database import DSN_VARIABLE
+from bench.baselines.database import DSN_VARIABLE, POOL_SIZE_VARIABLE
 from order_api.config import Settings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -34,10 +34,11 @@ def inherited() -> dict[str, str]:
     return environment
 
 
-def production(secret_key: str, data_dir: Path) -> dict[str, str]:
+def production(secret_key: str, data_dir: Path, pool_size: int) -> dict[str, str]:
     return {
         **inherited(),
         "ENVIRONMENT": "production",
+        "DB_POOL_SIZE": str(pool_size),
         "SECRET_KEY": secret_key,
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "INFO",
@@ -66,4 +67,9 @@ def with_postgres_and_redis(
 
 
 def for_baseline(environment: dict[str, str], database_url: str) -> dict[str, str]:
-    return {**environment, DSN_VARIABLE: database_url}
+    # The same pool size as order-api's processes, read from the setting they are given.
+    return {
+        **environment,
+        DSN_VARIABLE: database_url,
+        POOL_SIZE_VARIABLE: environment["DB_POOL_SIZE"],
+    }

@@ -10,6 +10,10 @@ from pathlib import Path
 SMOKE_DURATION_SECONDS = 2.0
 SMOKE_RUNS = 1
 SMOKE_WARMUP_SECONDS = 0.5
+# PostgreSQL connections per server process: order-api's default (DB_POOL_SIZE) and asyncpg's,
+# so the comparison is fair; the smoke run (a test of the harness) keeps eight servers to ~20.
+POOL_SIZE = 10
+SMOKE_POOL_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class Options:
     warmup_seconds: float
     connections: int
     output_dir: Path
+    pool_size: int = POOL_SIZE
 
 
 def parse_options(arguments: Sequence[str] | None = None) -> Options:
@@ -51,6 +56,7 @@ def parse_options(arguments: Sequence[str] | None = None) -> Options:
             warmup_seconds=SMOKE_WARMUP_SECONDS,
             connections=parsed.connections,
             output_dir=parsed.output_dir,
+            pool_size=SMOKE_POOL_SIZE,
         )
     if parsed.duration <= 0 or parsed.runs < 1 or parsed.warmup < 0 or parsed.connections < 1:
         parser.error("--duration and --connections must be positive, --runs at least 1")

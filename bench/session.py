@@ -49,9 +49,12 @@ def run(options: Options) -> int:
         redis_prefix = stack.enter_context(scratch_redis_prefix(scratch))
         secret_key = new_secret_key()
         service = with_postgres_and_redis(
-            production(secret_key, workdir / "service-data"), database_url, REDIS_URL, redis_prefix
+            production(secret_key, workdir / "service-data", options.pool_size),
+            database_url,
+            REDIS_URL,
+            redis_prefix,
         )
-        embedded = production(secret_key, workdir / "embedded-data")
+        embedded = production(secret_key, workdir / "embedded-data", options.pool_size)
         print(f"set-up: database {scratch.database}, Redis prefix {redis_prefix}", flush=True)
         seeding.migrate(service, workdir)
         seeding.migrate(embedded, workdir)

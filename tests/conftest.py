@@ -35,6 +35,7 @@ from tests.support import (
     drop_database,
     make_settings,
     postgres_reachable,
+    postgres_too_busy,
     redis_reachable,
 )
 
@@ -61,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 async def postgres_database() -> AsyncIterator[str]:
     """A database of our own for the whole run, dropped at the end; we never touch another."""
-    problem = await postgres_reachable()
+    problem = await postgres_reachable() or await postgres_too_busy()
     if problem:
         if IN_CI:
             pytest.fail(f"CI=true requires PostgreSQL: {problem}")

@@ -23,6 +23,12 @@ TEST_POSTGRES_URL = os.environ.get(
 )
 TEST_SECRET_KEY = "test-secret-" + "x" * 40
 BACKENDS = ["sqlite", "postgresql"]
+# Each app and process of a test pools at most this many PostgreSQL connections (production: 10).
+TEST_DB_POOL_SIZE = 4
+# Checked free before the run starts: its measured peak, both pytest workers together, was 23
+# connections (decision 110), and a test's largest topology, `order-api stack`'s three processes
+# beside an in-process app, could take 4 pools on each worker.
+SUITE_CONNECTION_BUDGET = 40
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -38,10 +44,35 @@ def admin_postgres_dsn() -> str:
 async def postgres_reachable() -> str | None:
     try:
         connection = await asyncpg.connect(admin_postgres_dsn(), timeout=3)
+    except asyncpg.TooManyConnectionsError as error:
+        return f"PostgreSQL at {TEST_POSTGRES_URL} refuses connections: {error}"
     except (OSError, asyncpg.PostgresError) as error:
         return f"PostgreSQL at {TEST_POSTGRES_URL} is not reachable ({type(error).__name__})"
     await connection.close()
     return None
+
+
+async def postgres_too_busy(needed: int = SUITE_CONNECTION_BUDGET) -> str | None:
+    """Why the server cannot take this run's connections, or None: a shared server another
+    stack or suite fills would otherwise fail tests at random with "too many clients"."""
+    connection = await asyncpg.connect(admin_postgres_dsn(), timeout=3)
+    try:
+        usable: int = await connection.fetchval(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+        used: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+        )
+    finally:
+        await connection.close()
+    if usable - used >= needed:
+        return None
+    return (
+        f"PostgreSQL at {TEST_POSTGRES_URL} has {usable - used} of its {usable} connections free "
+        f"({used} held by other clients) and this run needs up to {needed}: "
+        "stop the other stack or test run, or raise max_connections"
+    )
 
 
 async def redis_reachable() -> str | None:
@@ -96,6 +127,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "password_hash_iterations": 1,
         # Suites log in and register far more often than a person; tests/edge/ turns limits on.
         "rate_limit_enabled": False,
+        "db_pool_size": TEST_DB_POOL_SIZE,
         "_env_file": None,
     }
     values.update(overrides)

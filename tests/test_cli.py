@@ -25,7 +25,7 @@ from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from order_api.observability import configure_logging
-from tests.support import TEST_SECRET_KEY, make_settings
+from tests.support import TEST_DB_POOL_SIZE, TEST_SECRET_KEY, make_settings
 
 ORDER_API = str(Path(sys.executable).parent / "order-api")
 STARTUP_WAIT_SECONDS = 60
@@ -39,7 +39,9 @@ def free_port() -> int:
 
 def command_env(tmp_path: Path, **values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.lower() not in SETTING_NAMES}
-    env.update({"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json", **values})
+    pool = str(TEST_DB_POOL_SIZE)
+    env.update({"DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json", "DB_POOL_SIZE": pool})
+    env.update(values)
     return env
 
 

@@ -1,4 +1,5 @@
-"""The baselines' one asyncpg pool, default options, opened and closed by the app's lifespan."""
+"""The baselines' one asyncpg pool, opened and closed by the app's lifespan: asyncpg's default
+options but its size, which the bench sets to order-api's (10 in a measuring run)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 
 # A plain libpq URL of the bench's database, set by the bench for every baseline process.
 DSN_VARIABLE = "BENCH_BASELINE_DSN"
+POOL_SIZE_VARIABLE = "BENCH_BASELINE_POOL_SIZE"
 
 
 class PoolHolder:
@@ -29,7 +31,10 @@ database = PoolHolder()
 
 @asynccontextmanager
 async def pool_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    database.pool = await asyncpg.create_pool(os.environ[DSN_VARIABLE])
+    size = int(os.environ[POOL_SIZE_VARIABLE])
+    database.pool = await asyncpg.create_pool(
+        os.environ[DSN_VARIABLE], min_size=size, max_size=size
+    )
     try:
         yield
     finally:

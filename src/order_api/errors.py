@@ -277,21 +277,35 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 TRANSIENT_SQLSTATES = frozenset({"57014", "55P03", "40001", "40P01", "53300", "57P01", "57P03"})
 
 
-def is_transient(exc: DBAPIError) -> bool:
-    if isinstance(exc, OperationalError) or exc.connection_invalidated:
-        return True
+TOO_MANY_CONNECTIONS = "53300"
+
+
+def sqlstate(exc: DBAPIError) -> str:
+    """The PostgreSQL error code behind a driver error, or "" (SQLite, a lost socket)."""
     orig = exc.orig
     for error in (orig, getattr(orig, "__cause__", None)):
         state = str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
-        if state in TRANSIENT_SQLSTATES or state.startswith("08"):
-            return True
-    return False
+        if state:
+            return state
+    return ""
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    state = sqlstate(exc)
+    return state in TRANSIENT_SQLSTATES or state.startswith("08")
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
     """A statement timeout, a lock wait, a lost connection or an exhausted pool: retry soon."""
     if isinstance(exc, DBAPIError) and not is_transient(exc):
         raise exc  # a real fault: the 500 catcher logs it once
+    if isinstance(exc, DBAPIError) and sqlstate(exc) == TOO_MANY_CONNECTIONS:
+        # Named apart: the fix is the server's max_connections or the pools' sizes, not patience.
+        logger.warning("database_too_many_connections", path=request.url.path)
+        detail = "The database refused a connection: it has too many clients; retry shortly."
+        return ServiceUnavailable(detail, headers={"Retry-After": "1"}).to_response()
     logger.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
     detail = "The database did not answer in time; retry shortly."
     return ServiceUnavailable(detail, headers={"Retry-After": "1"}).to_response()
