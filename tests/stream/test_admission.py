@@ -137,7 +137,8 @@ async def test_a_page_from_another_origin_is_closed_4403_after_the_token(
     shop = await make_live_shop(ws_heartbeat_seconds=0.2, allowed_origins=["https://shop.example"])
     customer = await shop.account()
     url = shop.stream_url(customer.access_token, customer.id)
-    for origin in ("https://evil.example", "https://shop.example.evil.example", "null"):
+    hostile = ("https://evil.example", "https://shop.example.evil.example", "null", "http://[")
+    for origin in hostile:
         assert await refusal_code(url, origin=origin) == 4403, origin
     assert await refusal_code(shop.stream_url("bad", customer.id), origin="null") == 4401
     # The service's own pages (the board), listed origins and non-browser clients may.

@@ -33,7 +33,11 @@ class Handshake:
         # No Origin: not a browser. Same host, or listed in ALLOWED_ORIGINS: a page we trust.
         if self.origin is None or self.origin in self.allowed_origins:
             return True
-        return self.host is not None and urlsplit(self.origin).netloc == self.host.lower()
+        try:
+            origin_host = urlsplit(self.origin).netloc
+        except ValueError:
+            return False  # not an origin at all (`http://[`): no page of ours sent it
+        return self.host is not None and origin_host == self.host.lower()
 
 
 async def admit_viewer(
