@@ -130,12 +130,12 @@ async def test_permanent_rejection_fails_at_once_and_retry_failed_requeues(
 
 
 async def test_template_error_is_permanent(mail_app: FastAPI, smtp: SmtpServer) -> None:
-    message_id = await queue_and_commit(mail_app, full_name="No e-mail in the context")
+    message_id = await queue_and_commit(mail_app, template="order_confirmation", total="€1.00")
     row = await settled(mail_app, message_id, OutboxStatus.FAILED)
     assert row.attempts == 1
     assert row.last_error is not None
-    assert "cannot render 'welcome'" in row.last_error
-    assert "'email' is undefined" in row.last_error
+    assert "cannot render 'order_confirmation'" in row.last_error
+    assert "'order_number' is undefined" in row.last_error
     assert smtp.inbox.count() == 0
 
 

@@ -13,7 +13,7 @@ from order_api.jobs.outbox import RetryPolicy
 from order_api.notifications.emails import TEMPLATES, render_email
 
 CONTEXTS: dict[str, dict[str, Any]] = {
-    "welcome": {"email": "ada@example.com"},
+    "welcome": {},
     "order_confirmation": {
         "order_number": "A-1001",
         "lines": [{"quantity": 2, "name": "Tea <green>", "total": "€9.80"}],
@@ -58,17 +58,15 @@ def test_a_name_left_in_a_queued_context_appears_nowhere(template: str) -> None:
 
 def test_an_internationalised_domain_is_addressed_in_its_idna_spelling() -> None:
     to = "anna@bücher.example.com"
-    payload = {"template": "welcome", "to": to, "context": {"email": to}}
+    payload: dict[str, Any] = {"template": "welcome", "to": to, "context": {}}
     message = render_email(uuid.uuid4(), payload, "Shop <shop@example.com>", datetime.now(UTC))
     assert "To: anna@xn--bcher-kva.example.com\n" in message.as_string()
-    text = message.get_body(preferencelist=("plain",))
-    assert text is not None
-    assert to in text.get_content()
+    assert "bücher" not in message.as_string()
 
 
 def test_a_stored_address_not_ascii_before_the_at_sign_fails_saying_why() -> None:
     to = "josé@example.com"
-    payload = {"template": "welcome", "to": to, "context": {"email": to}}
+    payload: dict[str, Any] = {"template": "welcome", "to": to, "context": {}}
     with pytest.raises(PermanentJobError, match="SMTPUTF8"):
         render_email(uuid.uuid4(), payload, "Shop <shop@example.com>", datetime.now(UTC))
 

@@ -86,7 +86,9 @@ async def register_user(
     except IntegrityError:
         raise EmailTaken() from None  # a concurrent registration won the unique constraint
     if role is Role.CUSTOMER:
-        context = {"email": user.email}  # no name: the address is unverified, the name anyone's
+        # Nothing the registrant typed: the address is unverified, so the mail may reach a stranger
+        # (even the address's own `+tag` is the registrant's text: it shows only in To).
+        context: dict[str, str] = {}
         await queue_email(session, "welcome", user.email, context)
     logger.info("user_registered", user_id=str(user.id), role=role.value)
     return user
