@@ -41,6 +41,25 @@ CATEGORY_NAMES = {
     "(Unicode category Cf)",
 }
 LAST_CODE_POINT = 0x10FFFF
+# Characters that show as nothing though no category says so: Unicode's
+# Default_Ignorable_Code_Point outside Cf (fillers, variation selectors; written out because
+# unicodedata lacks the property), and the blank braille pattern. A name of them looks empty.
+_INVISIBLE_RANGES = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180D),
+    (0x180F, 0x180F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+INVISIBLE = frozenset(
+    chr(code_point) for first, last in _INVISIBLE_RANGES for code_point in range(first, last + 1)
+)
+INVISIBLE_NAME = "characters that show as nothing (such as U+3164 HANGUL FILLER)"
 
 
 def is_bidi_control(character: str) -> bool:
@@ -51,11 +70,13 @@ def is_bidi_control(character: str) -> bool:
 
 @dataclass(frozen=True)
 class RefusedCharacters:
-    """The characters a kind of text refuses: the bidi controls, whole Unicode categories, less
-    the few in `kept`. Unpaired surrogates never get here: pydantic's `str` refuses them."""
+    """The characters a kind of text refuses: the bidi controls, whole Unicode categories less
+    the few in `kept`, and any `invisible` ones. Unpaired surrogates never get here: pydantic's
+    `str` refuses them."""
 
     categories: frozenset[str]
     kept: str = ""
+    invisible: frozenset[str] = frozenset()
 
     def reason(self, character: str) -> str | None:
         """What class `character` is refused as, or None when it is allowed."""
@@ -64,11 +85,13 @@ class RefusedCharacters:
         if is_bidi_control(character):
             return BIDI_CONTROLS
         category = unicodedata.category(character)
-        return CATEGORY_NAMES[category] if category in self.categories else None
+        if category in self.categories:
+            return CATEGORY_NAMES[category]
+        return INVISIBLE_NAME if character in self.invisible else None
 
     def check(self, value: str) -> str:
-        # Every refused character is unprintable, so the common case is one C-level scan.
-        if value.isprintable():
+        # Every refused character but the invisible ones is unprintable: two C-level scans.
+        if value.isprintable() and self.invisible.isdisjoint(value):
             return value
         for character in value:
             reason = self.reason(character)
@@ -84,7 +107,7 @@ class RefusedCharacters:
 # A name or product name reaches the board, user lists and (product names) e-mails as one line:
 # nothing that breaks a line, reorders or hides text. Private-use and unassigned code points show
 # as a glyph or a box, and refusing them would put 137,000+ code points in the pattern.
-ONE_LINE = RefusedCharacters(frozenset({"Cc", "Zl", "Zp", "Cf"}))
+ONE_LINE = RefusedCharacters(frozenset({"Cc", "Zl", "Zp", "Cf"}), invisible=INVISIBLE)
 # Descriptions keep line breaks and tabs, and zero-width joiners (emoji sequences, scripts).
 PARAGRAPHS = RefusedCharacters(frozenset({"Cc", "Zl", "Zp"}), kept="\n\r\t")
 SEARCH = RefusedCharacters(frozenset({"Cc", "Zl", "Zp"}))
@@ -119,9 +142,9 @@ def _pattern_character(code_point: int) -> str:
 
 @functools.cache
 def refusable_code_points() -> list[int]:
-    """Every code point some rule may refuse, in order: the categories of CATEGORY_NAMES and the
-    bidi controls. One walk of the Unicode database (0.3-1 s), so it waits until a schema is
-    asked for rather than slowing every process's start."""
+    """Every code point some rule may refuse, in order: the categories of CATEGORY_NAMES, the
+    bidi controls and INVISIBLE. One walk of the Unicode database (0.3-1 s), so it waits until a
+    schema is asked for rather than slowing every process's start."""
     everything = "".join(map(chr, range(LAST_CODE_POINT + 1)))
     categories = map(unicodedata.category, everything)
     bidi_classes = map(unicodedata.bidirectional, everything)
@@ -132,7 +155,7 @@ def refusable_code_points() -> list[int]:
         )
         if category in CATEGORY_NAMES or bidi_class in _EXPLICIT_BIDI_CLASSES
     }
-    return sorted(found | {ord(mark) for mark in _BIDI_MARKS})
+    return sorted(found | {ord(mark) for mark in _BIDI_MARKS} | {ord(c) for c in INVISIBLE})
 
 
 @functools.cache

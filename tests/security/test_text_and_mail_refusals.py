@@ -48,7 +48,12 @@ INVISIBLE = {
     f"format U+{ord(character):04X}": (character, "format characters")
     for character in "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e\U000e0001\U000e0041"
 }
-REFUSED_IN_ONE_LINE = LINE_BREAKERS | BIDI_CONTROLS | INVISIBLE
+# Letters and marks that render as nothing: a name of them alone looks empty.
+SHOW_AS_NOTHING = {
+    f"blank U+{ord(character):04X}": (character, "show as nothing")
+    for character in "\u3164\u115f\uffa0\u2800\u034f\ufe0f\U000e0100"
+}
+REFUSED_IN_ONE_LINE = LINE_BREAKERS | BIDI_CONTROLS | INVISIBLE | SHOW_AS_NOTHING
 # Descriptions keep line breaks, tabs and zero-width joiners (emoji sequences), not the rest.
 REFUSED_IN_PARAGRAPHS = {
     "line separator U+2028": ("\u2028", "line separators"),
