@@ -75,6 +75,8 @@ def test_production_accepts_a_safe_configuration(
         ("https://*.shop.example", "is not an origin"),
         ("https://shop.example:99999", "is not an origin"),
         ("http://[not-v6]:8080", "is not an origin"),
+        ("https://shop.example:0", "is not an origin"),
+        ("http://[fe80::1%25eth0]:8080", "is not an origin"),
         ('["https://shop.example"', "ALLOWED_ORIGINS: starts with '[' but is not a JSON list"),
         ("[1, 2]", "ALLOWED_ORIGINS: starts with '[' but is not a JSON list"),
     ],

@@ -78,6 +78,8 @@ def serialized_origin(value: str) -> str:
     if (
         parts.scheme not in _DEFAULT_PORTS
         or "@" in parts.netloc
+        or "%" in parts.netloc  # an IPv6 zone (`%25eth0`), which no browser sends
+        or port == 0
         or parts.path not in ("", "/")
         or parts.query
         or parts.fragment
