@@ -27,6 +27,7 @@ from order_api.headers import DEFAULT_SECURITY_HEADERS, HEADER_LINES, fixed_secu
 WS_MAX_CLIENT_FRAME_BYTES = 4096
 # Sent to sockets still open when the process stops: the client reconnects to another process.
 WS_GOING_AWAY = 1001
+WS_MISSED_PINGS = 1011  # what uvicorn's close frame says when a pong is overdue
 REQUEST_TIMEOUT_CODE = "request_timeout"
 # How long a timed-out connection still swallows the client's bytes after its 408 and FIN.
 LINGER_SECONDS = 2.0
@@ -215,6 +216,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._abort_later()
 
     def keepalive_timeout(self) -> None:
+        # uvicorn tells the app only that the connection was lost: say why, so it is counted.
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": WS_MISSED_PINGS, "reason": "no pong"}
+        )
         super().keepalive_timeout()
         self._abort_later()
 
@@ -258,9 +263,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             },
         ),
         "ws": WebSocketProtocol,
-        # Protocol pings keep idle sockets alive through proxies. No pong deadline: uvicorn would
-        # end the socket with 1011 unseen by the app; the stream itself closes non-readers (1013).
+        # Protocol pings keep idle sockets alive through proxies, and a peer that answers none for
+        # three beats is gone (1011, told to the app); a reader too slow for its events is closed
+        # by the stream first, after one beat of full buffers (1013).
         "ws_ping_interval": settings.ws_heartbeat_seconds,
-        "ws_ping_timeout": None,
+        "ws_ping_timeout": 2 * settings.ws_heartbeat_seconds,
         "ws_max_size": WS_MAX_CLIENT_FRAME_BYTES,
     }

@@ -16,11 +16,13 @@ from order_api.orders.stream import OrderStream, Watcher
 from order_api.users.models import Role
 from tests.catalogue import create_product, order
 from tests.streams import (
+    HEARTBEAT,
     WAIT_SECONDS,
     LiveShopFactory,
     event_for,
     frames_until_closed,
     next_event,
+    next_frame,
     open_stream,
     refusal_code,
     small_receive_buffer_socket,
@@ -76,10 +78,10 @@ async def test_a_client_that_never_reads_is_closed_1013_and_delays_no_one(
 async def test_a_staff_socket_that_stops_reading_is_closed_1013_and_counted(
     make_live_shop: LiveShopFactory,
 ) -> None:
-    # A backlog that never fills: the connection's stall alone must end it, as for a staff socket
-    # whose events trickle in (where the protocol's pong deadline used to end it first, uncounted).
+    # A backlog that never fills: the connection's stall alone must end it, one beat after the
+    # buffers fill, well before the pong deadline's three beats (which would say 1011).
     shop = await make_live_shop(
-        send_buffer_bytes=4096, ws_send_queue_size=10_000, ws_heartbeat_seconds=2.0
+        send_buffer_bytes=4096, ws_send_queue_size=10_000, ws_heartbeat_seconds=5.0
     )
     staff, customer = await shop.account(Role.STAFF), await shop.account()
     hub: OrderStream = shop.app.state.order_stream
@@ -151,6 +153,29 @@ async def test_a_client_that_never_reads_anything_is_let_go(
             )
         await published_and_received()
         reader.cancel()
+
+
+# A socket-level case: the database plays no part, so one back-end is enough.
+@pytest.mark.only_backend("sqlite")
+async def test_a_peer_that_answers_no_ping_is_dropped_counted_and_frees_its_slot(
+    make_live_shop: LiveShopFactory,
+) -> None:
+    """No events, so no buffer fills: only the pong deadline notices a peer that went silent
+    (a phone that changed networks), and its user may open a socket again at once."""
+    shop = await make_live_shop(ws_heartbeat_seconds=0.5, ws_max_sockets_per_user=1)
+    customer = await shop.account()
+    hub: OrderStream = shop.app.state.order_stream
+    counted_before = await shop.closes(1011)
+    url = shop.stream_url(customer.access_token, customer.id)
+    sock = small_receive_buffer_socket(shop.ws_base.removeprefix("ws://"))
+    # The client library answers pings only as it reads; this one reads nothing after the 101.
+    async with connect(url, sock=sock, max_queue=1, open_timeout=WAIT_SECONDS) as silent:
+        await wait_until(lambda: watcher_of(hub, customer.id) is not None, "its watcher")
+        silent.transport.pause_reading()
+        await wait_until(lambda: watcher_of(hub, customer.id) is None, "the silent peer's end")
+        assert await shop.closes(1011) == counted_before + 1
+        async with open_stream(url) as again:  # the cap's one slot is free again
+            assert await next_frame(again) == HEARTBEAT
 
 
 async def read_events_into(

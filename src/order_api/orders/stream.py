@@ -60,6 +60,8 @@ TOKEN_EXPIRED = Closing(TOKEN_REFUSED, "access token expired; reconnect with a f
 TOKEN_REVOKED = Closing(TOKEN_REFUSED, "access token revoked")
 FELL_BEHIND = Closing(1013, "too many events waiting; reconnect and re-read the order history")
 NOT_READING = Closing(1013, "the connection took no frame for a heartbeat; reconnect and re-read")
+# As the server's protocol reports a peer that answered no ping in time (order_api.serving).
+MISSED_PINGS = Closing(1011, "no pong")
 USER_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets for this account; retry later")
 ADDRESS_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets from this address; retry later")
 SHUTTING_DOWN = Closing(1001, "server shutting down; reconnect")

@@ -18,6 +18,7 @@ from order_api.errors import TooManyRequests
 from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 from order_api.orders.stream import (
     CLIENT_GONE,
+    MISSED_PINGS,
     NOT_READING,
     TOO_MANY,
     Closing,
@@ -131,4 +132,9 @@ async def _refuse_client_frames(websocket: WebSocket, watcher: Watcher) -> None:
         message = await websocket.receive()
     except DISCONNECTED:
         message = {"type": "websocket.disconnect"}
-    watcher.end(CLIENT_GONE if message["type"] == "websocket.disconnect" else NO_MESSAGES_TAKEN)
+    if message["type"] != "websocket.disconnect":
+        watcher.end(NO_MESSAGES_TAKEN)
+    elif (message.get("code"), message.get("reason")) == (MISSED_PINGS.code, MISSED_PINGS.reason):
+        watcher.end(MISSED_PINGS)  # the server gave up on it: counted like the stream's own closes
+    else:
+        watcher.end(CLIENT_GONE)
