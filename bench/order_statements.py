@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Transaction 1, the idempotency claim, committed before the order is placed.
 # Authentication's read of the caller, inside the claim's transaction as in the service.
-# (Since issue 11's second pass the service reads these columns only: this one is the statement
+# (The service reads these columns only: this one is the statement
 # SQLAlchemy compiles for asyncpg, `auth.service._CALLER_ROW`, as it reaches PostgreSQL.)
 SELECT_USER = (
     "SELECT users.id, users.email, users.full_name, users.role, users.is_active, "

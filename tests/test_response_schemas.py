@@ -1,4 +1,4 @@
-"""No response can carry a password, a hash or an internal field (issue 10, item 3: object
+"""No response can carry a password, a hash or an internal field (object
 property level authorization), checked by walking every response schema of the OpenAPI document.
 
 Response models are separate classes from the database models, so this holds only as long as

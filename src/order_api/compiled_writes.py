@@ -2,7 +2,7 @@
 session's own connection, inside the session's transaction.
 
 SQLAlchemy's execution layers cost ~60 µs a statement over asyncpg's own (101 against 41 µs,
-issue 11), and an order runs eight. Values go through the columns' own bind processors (JSON,
+measured), and an order runs eight. Values go through the columns' own bind processors (JSON,
 enums, UTC datetimes), and missing ones take the columns' scalar defaults, so the rows written
 are the ones SQLAlchemy would write.
 

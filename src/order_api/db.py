@@ -204,7 +204,7 @@ _HELD_CONNECTION = "order_api.held_connection"
 
 async def transaction_connection(session: AsyncSession) -> AsyncConnection:
     """`session.connection()`, without its greenlet round trip (~15 µs) when the session's
-    current transaction already holds the connection: an order asks eight times (issue 11)."""
+    current transaction already holds the connection: an order asks eight times."""
     transaction = session.sync_session.get_transaction()
     held = session.info.get(_HELD_CONNECTION)
     if held is not None and held[0] is transaction and transaction.is_active:

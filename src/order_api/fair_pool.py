@@ -2,7 +2,7 @@
 
 SQLAlchemy's async queue pool lets a newcomer take a returned connection ahead of those already
 waiting, who then wait again at the back: with 64 clients on 10 connections, p99 went to 1.2 s
-with timeouts (issue 11). Checkouts here queue in a FIFO semaphore of the pool's capacity first,
+with timeouts. Checkouts here queue in a FIFO semaphore of the pool's capacity first,
 bounded by the pool timeout like the pool's own wait (a 503 `Retry-After` for the request).
 """
 

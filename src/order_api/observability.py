@@ -82,7 +82,7 @@ def current_request_id() -> str:
 
 def _add_request_id(_: object, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: the request's id on every line logged while serving it. A ContextVar
-    of our own, not structlog's bind/clear: those cost ~12 µs a request (issue 11)."""
+    of our own, not structlog's bind/clear: those cost ~12 µs a request."""
     request_id = _request_id.get()
     if request_id != NO_REQUEST_ID:
         event_dict.setdefault("request_id", request_id)
@@ -284,7 +284,7 @@ def _request_line(
     ended_at: float,
 ) -> str:
     """A request's JSON access line, with the keys and order of `_access_line`'s, written as
-    text: a dict and its encoding cost more per request (issue 11). The request id is safe as
+    text: a dict and its encoding cost more per request. The request id is safe as
     it is (pick_request_id admits only `[A-Za-z0-9._-]`); the rest is encoded."""
     path = _json(scope["path"])
     query = _json(redact_query(scope["query_string"])) if scope.get("query_string") else '""'

@@ -189,7 +189,7 @@ class Tokens:
     def verify_access(self, token: str) -> AccessClaims:
         """The claims of a valid access token; InvalidToken (401) for anything else.
 
-        A token verified before is not decoded again (PyJWT's decode took ~77 µs here, issue 11):
+        A token verified before is not decoded again (PyJWT's decode took ~77 µs here, measured):
         the same string has the same signature and claims, and only its expiry can change.
         Revocation is not cached here; the caller checks it against the user on every request.
         """

@@ -67,7 +67,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
     connection forever, and on a kept-alive connection any byte cancels the idle timer.
     uvicorn checks every header it writes with two regular expressions: for the seven
     security headers of every response that was ~40,000 instructions, a quarter of the edge's
-    cost (issue 11); their lines are constants, checked once (`SecurityHeaders`).
+    cost; their lines are constants, checked once (`SecurityHeaders`).
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """Bad clients against a real `order-api serve`: each is refused with a problem, counted in
-/metrics, and the service keeps answering everyone else (issue 8 "Bad input")."""
+/metrics, and the service keeps answering everyone else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Input that fuzzing finds breaks FastAPI services (issue 10, item 2): NUL bytes, integers beyond
+"""Input that fuzzing finds breaks FastAPI services: NUL bytes, integers beyond
 a column's range, strings beyond its length, invalid UTF-8, deep nesting, duplicate keys and huge
 arrays each get a 4xx problem, never a 500, on SQLite and PostgreSQL alike."""
 

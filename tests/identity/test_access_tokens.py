@@ -13,7 +13,7 @@ from tests.accounts import Account, Shop, bearer
 from tests.tokens import FromNow, b64, claims_for, mint
 
 ME = "/api/v1/users/me"
-# Public reads look up only the caller's role, with a compiled SELECT of their own (issue 11).
+# Public reads look up only the caller's role, with a compiled SELECT of their own.
 PUBLIC_READ = "/api/v1/products?page_size=1"
 ORDERS = "/api/v1/orders"
 

@@ -1,5 +1,5 @@
 """Stock and the lifecycle under random sequences of orders, cancels, moves and restocks
-(issue 10, item 4), through the HTTP API. For every product, at every step: its stock plus what
+through the HTTP API. For every product, at every step: its stock plus what
 the orders that are not cancelled hold equals its starting stock plus what staff added. Every
 order's history follows the transition table."""
 

@@ -64,7 +64,7 @@ CurrentCaller = Annotated[service.Caller, Depends(current_caller)]
 async def optional_role(request: Request, token: str | None) -> Role | None:
     """The caller's role on a public read, from the bearer token (`bearer_token`'s): None when
     anonymous, 401 when the token sent is bad. No session: a public read runs compiled SELECTs
-    only (issue 11)."""
+    only."""
     if not token:
         return None
     return await service.caller_role(request.app.state.reader, request.app.state.tokens, token)

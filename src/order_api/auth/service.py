@@ -194,7 +194,7 @@ class Caller:
 
 async def authenticate_caller(session: AsyncSession, tokens: Tokens, access_token: str) -> Caller:
     """`authenticate`, read as a Core row instead of an ORM object (~100 µs less a request,
-    issue 11), in the session's transaction as the rest of the request."""
+    measured), in the session's transaction as the rest of the request."""
     claims = tokens.verify_access(access_token)
     connection = await transaction_connection(session)
     row = (await connection.execute(_CALLER_ROW, {"user_id": claims.user_id})).first()

@@ -41,7 +41,7 @@ async def place_order(
     """Order products at the catalogue's prices. With an `Idempotency-Key`, a retry of the same
     body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`).
     Orders are limited per customer, replays included (429 with `Retry-After`)."""
-    # The limits and the currency straight from the app: two dependencies less (issue 11).
+    # The limits and the currency straight from the app: two dependencies less.
     state = request.app.state
     outcome = await idempotency.submit_order(
         session, state.rate_limits, customer, body, idempotency_key, state.settings.currency

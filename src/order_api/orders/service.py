@@ -23,7 +23,7 @@ from order_api.pagination import fetch_page
 from order_api.products import service as products_service
 from order_api.users.models import Role, User
 
-# Built once: an INSERT built per call costs a third more than running it (issue 11).
+# Built once: an INSERT built per call costs a third more than running it.
 _INSERT_ORDER = CompiledWrite(insert(Order))
 _INSERT_LINES = CompiledWrite(insert(OrderLine))
 _INSERT_EVENT = CompiledWrite(insert(OrderEvent))
@@ -98,7 +98,7 @@ async def place_order(
         "updated_at": now,
     }
     # Core INSERTs of plain rows: ORM objects for them cost 60 µs an order, their unit of work
-    # 3x the INSERTs (issue 11); what comes back is the snapshot the response is made of.
+    # 3x the INSERTs; what comes back is the snapshot the response is made of.
     connection = await transaction_connection(session)
     await _INSERT_ORDER.execute(connection, row)
     await _INSERT_LINES.execute(connection, lines)

@@ -40,7 +40,7 @@ OPTIONAL_AUTH: dict[str, Any] = {"security": [{}, {"OAuth2PasswordBearer": []}]}
 @dataclass(frozen=True)
 class CatalogueView:
     """What a public catalogue read needs, as one dependency (each one costs ~5-10 µs a
-    request, issue 11): the reader, the shop's currency, and whether the caller is staff, who
+    request, measured): the reader, the shop's currency, and whether the caller is staff, who
     see inactive products too."""
 
     reader: DatabaseReader

@@ -41,7 +41,7 @@ PRODUCT_COLUMNS = (
     Product.created_at,
     Product.updated_at,
 )
-# Built once: building an UPDATE per call cost more than running it (~250 µs, issue 11). Core,
+# Built once: building an UPDATE per call cost more than running it (~250 µs, measured). Core,
 # not the ORM's bulk UPDATE: nothing in the session mirrors these rows.
 _RESERVE = CompiledWrite(
     update(Product)

@@ -3,7 +3,7 @@
 A customer's page (`ORDER BY created_at DESC, id DESC LIMIT n`) read from an index of
 (customer_id, created_at) still sorts each instant's orders by id. Its generic prepared plan
 (PostgreSQL's after five executions) then preferred walking `ix_orders_created_at` backwards
-and filtering by customer: 12 ms for a customer with 100 orders next to one with 33,000 (issue 11).
+and filtering by customer: 12 ms for a customer with 100 orders next to one with 33,000.
 With `id` in the index the page is a plain index scan.
 
 Revision ID: 5b1e0c7d9a24
