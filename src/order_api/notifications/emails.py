@@ -8,11 +8,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, select_autoescape
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.fields import checked_email
 from order_api.jobs import outbox
 from order_api.jobs.delivery import PermanentJobError
 
@@ -49,10 +49,7 @@ def smtp_address(address: str) -> str:
     (xn--) spelling. Stored addresses are kept as they are; only what goes on the wire changes."""
     if address.isascii():
         return address
-    try:
-        ascii_email = validate_email(address, check_deliverability=False).ascii_email
-    except EmailNotValidError as error:
-        raise ValueError(str(error)) from None
+    ascii_email = checked_email(address).ascii_email
     if ascii_email is None:
         # Accepted before addresses had to be ASCII before the @; only SMTPUTF8 could carry it.
         raise ValueError("the part before the @-sign is not ASCII, which needs SMTPUTF8")
