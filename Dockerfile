@@ -62,5 +62,5 @@ STOPSIGNAL SIGTERM
 # The API's check. A worker run from this image outside compose must override it (--health-cmd
 # with the heartbeat probe, as compose.yaml does, or --no-healthcheck): it has no HTTP port.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "order_api.probe", "http://127.0.0.1:8000/health/live"]
+    CMD ["python", "-m", "order_api.ops.probe", "http://127.0.0.1:8000/health/live"]
 CMD ["order-api", "serve", "--host", "0.0.0.0", "--port", "8000"]

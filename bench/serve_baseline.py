@@ -1,6 +1,6 @@
 """`python -m bench.serve_baseline MODULE --port P`: a baseline app served as order-api serves.
 
-Same uvicorn options as `order-api serve` (order_api.serving.uvicorn_options), one process, so
+Same uvicorn options as `order-api serve` (platform.http.server), one process, so
 the baselines and the service differ only in the app.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import uvicorn
 
 from order_api.config import load_settings
-from order_api.serving import uvicorn_options
+from order_api.platform.http.server import uvicorn_options
 
 
 def main() -> None:

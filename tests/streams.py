@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from order_api.serving import uvicorn_options
+from order_api.platform.http.server import uvicorn_options
 from tests.accounts import Shop
 from tests.waiting import wait_until
 

@@ -21,10 +21,10 @@ from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
 from order_api.cli import cli
-from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.observability import configure_logging
+from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.telemetry.logs import configure_logging
 from tests.support import TEST_DB_POOL_SIZE, TEST_SECRET_KEY, make_settings
 
 ORDER_API = str(Path(sys.executable).parent / "order-api")

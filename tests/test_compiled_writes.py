@@ -14,10 +14,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from order_api.compiled_writes import CompiledWrite
-from order_api.db import WriteWhileReading, create_engine, create_sessionmaker, reading_session
-from order_api.errors import is_transient
 from order_api.jobs.models import OutboxMessage, OutboxStatus
+from order_api.platform.db.compiled_writes import CompiledWrite
+from order_api.platform.db.engine import (
+    WriteWhileReading,
+    create_engine,
+    create_sessionmaker,
+    reading_session,
+)
+from order_api.platform.errors import is_transient
 from tests.support import make_settings
 
 INSERT_MESSAGE = CompiledWrite(insert(OutboxMessage))

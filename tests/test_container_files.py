@@ -119,7 +119,7 @@ def test_runtime_stage_is_non_root_with_curl_free_healthcheck_and_only_the_venv(
     assert users[-1].split(":")[0] not in {"root", "0"}
     healthchecks = [line for line in runtime if line.upper().startswith("HEALTHCHECK ")]
     assert len(healthchecks) == 1
-    assert "order_api.probe" in healthchecks[0]
+    assert "order_api.ops.probe" in healthchecks[0]
     assert not re.search(r"\b(curl|wget)\b", healthchecks[0])
     copies = [line for line in runtime if line.upper().startswith(("COPY ", "ADD "))]
     assert copies == [f"COPY --from=build {VENV_PATH} {VENV_PATH}"]

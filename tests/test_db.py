@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
 from order_api import migrations
-from order_api.compiled_select import CompiledSelect, DatabaseReader, connection_lost
-from order_api.db import (
+from order_api.jobs.models import OutboxMessage
+from order_api.platform.db.compiled_select import CompiledSelect, DatabaseReader, connection_lost
+from order_api.platform.db.engine import (
     Base,
     SessionDep,
     UTCDateTime,
@@ -33,8 +34,7 @@ from order_api.db import (
     reading_session,
     transaction_connection,
 )
-from order_api.errors import Conflict, install_error_handlers, is_transient
-from order_api.jobs.models import OutboxMessage
+from order_api.platform.errors import Conflict, install_error_handlers, is_transient
 from tests.support import admin_postgres_dsn, make_settings
 
 # A scratch table that belongs to this test alone; the service's schema comes only from migrations.

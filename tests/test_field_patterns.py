@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from order_api.fields import (
+from order_api.notifications.emails import render_email
+from order_api.platform.fields import (
     INVISIBLE,
     EmailAddress,
     Paragraphs,
@@ -24,7 +25,6 @@ from order_api.fields import (
     SingleLine,
     refusable_code_points,
 )
-from order_api.notifications.emails import render_email
 
 TEXT_FIELDS: dict[str, Any] = {
     "single line": SingleLine,

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 import structlog
 
-from order_api.observability import (
+from order_api.platform.telemetry.logs import (
     WRITE_EVERY_SECONDS,
     begin_request,
     configure_logging,

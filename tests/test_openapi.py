@@ -6,7 +6,7 @@ import re
 
 import httpx2
 
-from order_api.errors import PROBLEM_MEDIA_TYPE
+from order_api.platform.errors import PROBLEM_MEDIA_TYPE
 from tests.openapi_walk import fetch_schema, operations
 
 

@@ -1,5 +1,5 @@
-"""The container health checks: `python -m order_api.probe` against a real HTTP server and a real
-heartbeat file, and the worker's heartbeat itself."""
+"""The container health checks: `python -m order_api.ops.probe` against a real HTTP server and
+a real heartbeat file, and the worker's heartbeat itself."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from order_api.background import beat
-from order_api.probe import heartbeat_is_fresh, main
+from order_api.ops.probe import heartbeat_is_fresh, main
+from order_api.worker import beat
 from tests.test_cli import free_port
 from tests.waiting import wait_until
 
@@ -71,9 +71,9 @@ def answer_garbage(listener: socket.socket) -> None:
 
 def test_the_probe_runs_as_a_module_without_the_app(server_url: str) -> None:
     # Exactly what the Dockerfile's HEALTHCHECK runs.
-    command = [sys.executable, "-m", "order_api.probe", f"{server_url}/live"]
+    command = [sys.executable, "-m", "order_api.ops.probe", f"{server_url}/live"]
     assert subprocess.run(command, check=False, timeout=60).returncode == 0
-    modules = "import sys, order_api.probe; print('fastapi' in sys.modules)"
+    modules = "import sys, order_api.ops.probe; print('fastapi' in sys.modules)"
     loaded = subprocess.run(
         [sys.executable, "-c", modules], capture_output=True, text=True, check=True
     )

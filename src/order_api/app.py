@@ -14,31 +14,33 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from order_api import __version__, api_docs, diagnostics
-from order_api.adapters.cache import InProcessCache, RedisCache
-from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
-from order_api.adapters.redis_connection import connect_redis
-from order_api.api_links import add_links
+from order_api import __version__
 from order_api.auth.router import router as auth_router
-from order_api.background import Background
 from order_api.board.router import router as board_router
-from order_api.compiled_select import DatabaseReader
 from order_api.config import Settings, load_settings
-from order_api.db import create_engine, create_sessionmaker
-from order_api.edge import EdgeMiddleware, EdgeRules
-from order_api.errors import document_problems, install_error_handlers
-from order_api.headers import CorsPolicy, SecurityHeaders
 from order_api.health.liveness import LIVENESS_ANSWER, LIVENESS_PATH
 from order_api.health.router import router as health_router
-from order_api.metrics import mark_this_process_dead
-from order_api.observability import configure_logging, write_ended_requests
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
+from order_api.platform.adapters.cache import InProcessCache, RedisCache
+from order_api.platform.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
+from order_api.platform.adapters.redis_connection import connect_redis
+from order_api.platform.db.compiled_select import DatabaseReader
+from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.errors import document_problems, install_error_handlers
+from order_api.platform.http import diagnostics
+from order_api.platform.http import docs as api_docs
+from order_api.platform.http.headers import CorsPolicy, SecurityHeaders
+from order_api.platform.http.links import add_links
+from order_api.platform.http.middleware import EdgeMiddleware, EdgeRules
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.security import Passwords, Tokens
+from order_api.platform.telemetry.endpoint import router as metrics_router
+from order_api.platform.telemetry.logs import configure_logging, write_ended_requests
+from order_api.platform.telemetry.metrics import mark_this_process_dead
 from order_api.products.router import router as products_router
-from order_api.rate_limits import RateLimits
-from order_api.scrape import router as metrics_router
-from order_api.security import Passwords, Tokens
 from order_api.users.router import router as users_router
+from order_api.worker import Background
 
 GC_YOUNG_THRESHOLD = 10_000
 DESCRIPTION = (

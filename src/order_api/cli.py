@@ -22,22 +22,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api import migrations
-from order_api.adapters.cache import InProcessCache
 from order_api.app import create_app, passwords_from
-from order_api.background import run_worker
 from order_api.config import ConfigError, Settings, describe_validation_error, load_settings
-from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs import outbox
-from order_api.mail_catcher import MailCatcherUnavailable
-from order_api.metrics import MULTIPROC_DIR_VARIABLE, mark_this_process_dead
-from order_api.observability import configure_logging
+from order_api.ops.mail_catcher import MailCatcherUnavailable
+from order_api.ops.stack import Stack, StackPlan
+from order_api.platform.adapters.cache import InProcessCache
+from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.http.server import uvicorn_options
+from order_api.platform.telemetry.logs import configure_logging
+from order_api.platform.telemetry.metrics import MULTIPROC_DIR_VARIABLE, mark_this_process_dead
 from order_api.products.demo import seed_demo_catalogue
-from order_api.serving import uvicorn_options
-from order_api.stack import Stack, StackPlan
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate
 from order_api.users.service import FIRST_ADMIN_EMAIL, EmailTaken
+from order_api.worker import run_worker
 
 cli = typer.Typer(
     help="order-api: run the service and its workers, migrate its database, manage admins.",

@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from order_api.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.orders.events import ORDERS_CHANNEL
+from order_api.platform.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
 from order_api.users.models import Role
 from tests.accounts import Shop
 from tests.redis_server import RedisProcess, own_redis

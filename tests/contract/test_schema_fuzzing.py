@@ -21,7 +21,7 @@ import httpx2
 import pytest
 
 from order_api.app import passwords_from
-from order_api.db import create_engine, create_sessionmaker
+from order_api.platform.db.engine import create_engine, create_sessionmaker
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate

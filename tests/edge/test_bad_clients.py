@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2
 
-from order_api.metrics import UNMATCHED_ROUTE
+from order_api.platform.telemetry.metrics import UNMATCHED_ROUTE
 from tests.operations.test_metrics import parse, value
 from tests.test_cli import running_server
 

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio
 from limits import parse
 
-from order_api.batched_counting import FLUSH_SECONDS, BatchedWindowCounter
+from order_api.platform.limits.window_counter import FLUSH_SECONDS, BatchedWindowCounter
 
 # Redis only: run once, in the production back-end's run, not once per database.
 pytestmark = pytest.mark.only_backend("postgresql")

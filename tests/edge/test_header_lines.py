@@ -1,5 +1,5 @@
 """Over our server, the constant security headers travel as lines its protocol is handed
-(order_api.serving): each exactly once, in a well-formed head, the same headers as in-process."""
+(platform.http.server): each exactly once, in a well-formed head, the same headers as in-process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from starlette.types import Message
 
-from order_api.headers import API_CSP, BOARD_CSP, HEADER_LINES
+from order_api.platform.http.headers import API_CSP, BOARD_CSP, HEADER_LINES
 from tests.accounts import Shop
 from tests.edge.test_slow_clients import ANSWER_WAIT_SECONDS, address
 from tests.streams import LiveShop, LiveShopFactory

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx2
 import pytest
 
-from order_api.headers import API_CSP, BOARD_CSP, HSTS
+from order_api.platform.http.headers import API_CSP, BOARD_CSP, HSTS
 from tests.accounts import Shop, ShopFactory
 from tests.test_errors import assert_problem
 

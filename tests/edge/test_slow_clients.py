@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx2
 import pytest
 
-from order_api.headers import API_CSP
+from order_api.platform.http.headers import API_CSP
 from tests.operations.test_metrics import scrape, value
 from tests.streams import LiveShop, LiveShopFactory
 from tests.test_errors import assert_problem

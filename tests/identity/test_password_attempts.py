@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from order_api.errors import TooManyRequests
-from order_api.security import Passwords, Tokens
+from order_api.platform.errors import TooManyRequests
+from order_api.platform.security import Passwords, Tokens
 from order_api.users.models import User
 from tests.accounts import PASSWORD, Shop, ShopFactory, bearer, new_email
 from tests.identity.test_login import password_checks

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from order_api.errors import PROBLEM_MEDIA_TYPE
+from order_api.platform.errors import PROBLEM_MEDIA_TYPE
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, bearer, new_email
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from order_api.security import InvalidToken, Tokens
+from order_api.platform.security import InvalidToken, Tokens
 from tests.support import TEST_SECRET_KEY
 from tests.tokens import claims_for, mint
 

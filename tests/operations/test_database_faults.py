@@ -18,8 +18,8 @@ from sqlalchemy import Connection, event, func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from order_api import stale_connections
 from order_api.orders.models import Order
+from order_api.platform.db import stale_connections
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
 from tests.catalogue import (

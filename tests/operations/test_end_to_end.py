@@ -81,7 +81,7 @@ async def test_the_main_story_through_two_api_processes_and_a_worker_that_dies(
                 await walk_the_story(stack, smtp, one, two)
             # What the worker container's health check runs.
             probe = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "order_api.probe", "--heartbeat", str(heartbeat)
+                sys.executable, "-m", "order_api.ops.probe", "--heartbeat", str(heartbeat)
             )
             assert await probe.wait() == 0
             assert stack.interrupt() == 0

@@ -17,8 +17,8 @@ import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from order_api.db import create_engine, create_sessionmaker
 from order_api.orders.models import Order
+from order_api.platform.db.engine import create_engine, create_sessionmaker
 from order_api.products.models import Product
 from tests.accounts import bearer
 from tests.operations.test_database_faults import kill_backends

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx2
 from sqlalchemy import select
 
-from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from order_api.orders.events import ORDER_EVENT_KIND
 from order_api.orders.models import IdempotencyRecord, Order
+from order_api.platform.db.engine import create_engine, create_sessionmaker
 from tests.accounts import bearer
 from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env
 from tests.stream.test_two_processes import Person, client_of, log_in, register, stream_url

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from order_api.metrics import LATENCY_BUCKETS, UNMATCHED_ROUTE, observe_all
+from order_api.platform.telemetry.metrics import LATENCY_BUCKETS, UNMATCHED_ROUTE, observe_all
 from order_api.users.models import Role
 from tests.accounts import Shop, ShopFactory
 from tests.streams import LiveShop, LiveShopFactory, next_frame, open_stream

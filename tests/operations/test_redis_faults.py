@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio
 from sqlalchemy import select
 
-from order_api import rate_limits
-from order_api.adapters.redis_connection import connect_redis
-from order_api.batched_counting import KNOWN_FOR_SECONDS
 from order_api.jobs.models import OutboxMessage, OutboxStatus
+from order_api.platform.adapters.redis_connection import connect_redis
+from order_api.platform.limits import rules as rate_limits
+from order_api.platform.limits.window_counter import KNOWN_FOR_SECONDS
 from order_api.users.models import Role
 from tests.accounts import Shop, ShopFactory
 from tests.adapters.test_redis_connection import SilentServer, silent_redis

@@ -22,8 +22,8 @@ import aiosmtplib
 import pytest
 from structlog.testing import capture_logs
 
-from order_api.mail_catcher import MailCatcherUnavailable, start_mail_catcher
-from order_api.stack import Child, Stack, StackPlan
+from order_api.ops.mail_catcher import MailCatcherUnavailable, start_mail_catcher
+from order_api.ops.stack import Child, Stack, StackPlan
 from tests.mailbox import plain_text, written
 from tests.test_cli import free_port, invoke
 from tests.waiting import wait_until
@@ -145,7 +145,7 @@ def test_the_api_ports_must_fit_below_65536(
 SUPERVISOR = """
 import asyncio, sys
 from pathlib import Path
-from order_api.stack import Child, Stack, StackPlan
+from order_api.ops.stack import Child, Stack, StackPlan
 plan = StackPlan("127.0.0.1", 8000, 1, 1, 1, None, Path("mail"), 60)
 sleeper = [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(999)"]
 asyncio.run(Stack(plan, sys.stdout.buffer).run([Child("sleeper", sleeper)]))

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx2
 from sqlalchemy import func, select
 
-from order_api.db import create_engine, create_sessionmaker
 from order_api.orders.models import Order
+from order_api.platform.db.engine import create_engine, create_sessionmaker
 from order_api.products.models import Product
 from tests.accounts import PASSWORD, bearer
 from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env

@@ -9,9 +9,9 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from order_api.auth import service
-from order_api.db import SessionDep
-from order_api.errors import Forbidden, Unauthorized
-from order_api.security import Passwords, Tokens
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import Forbidden, Unauthorized
+from order_api.platform.security import Passwords, Tokens
 from order_api.users.models import Role, User
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret

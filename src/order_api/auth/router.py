@@ -8,10 +8,10 @@ from pydantic.json_schema import SkipJsonSchema
 from order_api.auth import service
 from order_api.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
 from order_api.auth.schemas import RefreshRequest, TokenPair
-from order_api.db import SessionDep
-from order_api.errors import problem_responses
-from order_api.json_bodies import UniqueKeysRoute
-from order_api.throttling import ClientAddressDep, RateLimitsDep
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import problem_responses
+from order_api.platform.http.bodies import UniqueKeysRoute
+from order_api.platform.limits.client_address import ClientAddressDep, RateLimitsDep
 from order_api.users.password_policy import MAX_LENGTH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UniqueKeysRoute)

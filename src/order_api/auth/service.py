@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.models import RefreshToken, RefreshTokenFamily
 from order_api.auth.schemas import TokenPair
-from order_api.compiled_select import CompiledSelect, DatabaseReader
-from order_api.db import transaction_connection
-from order_api.errors import Unauthorized
-from order_api.fields import normalise_email
-from order_api.rate_limits import RateLimits
-from order_api.security import (
+from order_api.platform.db.compiled_select import CompiledSelect, DatabaseReader
+from order_api.platform.db.engine import transaction_connection
+from order_api.platform.errors import Unauthorized
+from order_api.platform.fields import normalise_email
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.security import (
     AccessClaims,
     InvalidToken,
     Passwords,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from order_api.config import Settings
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxStatus
-from order_api.observability import JOBS
+from order_api.platform.telemetry.logs import JOBS
 
 logger = structlog.get_logger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.compiled_writes import CompiledWrite
-from order_api.db import transaction_connection
 from order_api.jobs.models import OutboxMessage, OutboxStatus
+from order_api.platform.db.compiled_writes import CompiledWrite
+from order_api.platform.db.engine import transaction_connection
 
 RELAY_BATCH_SIZE = 100
 ERROR_TEXT_LIMIT = 2000

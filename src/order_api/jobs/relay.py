@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from order_api.jobs import outbox
-from order_api.observability import OUTBOX_RELAYED
+from order_api.platform.telemetry.logs import OUTBOX_RELAYED
 
 logger = structlog.get_logger(__name__)
 

@@ -12,9 +12,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError, s
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.fields import checked_email
 from order_api.jobs import outbox
 from order_api.jobs.delivery import PermanentJobError
+from order_api.platform.fields import checked_email
 
 EMAIL_KIND = "email"
 TEMPLATES = ("welcome", "order_confirmation", "order_status_changed")

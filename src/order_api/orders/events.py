@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.adapters.pubsub import PubSub
 from order_api.jobs import outbox
 from order_api.jobs.delivery import Completion
 from order_api.jobs.outbox import ClaimedMessage
 from order_api.orders.models import OrderStatus
+from order_api.platform.adapters.pubsub import PubSub
 
 ORDER_EVENT_KIND = "order.event"
 ORDERS_CHANNEL = "orders"

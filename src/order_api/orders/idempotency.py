@@ -21,14 +21,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from order_api.auth.service import Caller
-from order_api.compiled_writes import CompiledWrite
-from order_api.db import transaction_connection
-from order_api.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
-from order_api.observability import current_request_id
 from order_api.orders import service
 from order_api.orders.models import IdempotencyRecord
 from order_api.orders.schemas import OrderCreate, OrderRead
-from order_api.rate_limits import RateLimits
+from order_api.platform.db.compiled_writes import CompiledWrite
+from order_api.platform.db.engine import transaction_connection
+from order_api.platform.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.telemetry.logs import current_request_id
 
 RETENTION = timedelta(hours=24)
 # A claim with no outcome after this long belongs to a request that died: the key is free again.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from order_api.errors import Conflict
 from order_api.orders.models import OrderStatus
+from order_api.platform.errors import Conflict
 
 PENDING, PAID, SHIPPED, DELIVERED, CANCELLED = (
     OrderStatus.PENDING,

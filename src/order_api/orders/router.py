@@ -7,9 +7,6 @@ from fastapi import APIRouter, Header, Query, Request, WebSocket, status
 from fastapi.responses import JSONResponse
 
 from order_api.auth.dependencies import CurrentCaller, CurrentUser, StaffUser
-from order_api.db import SessionDep
-from order_api.errors import problem_responses
-from order_api.json_bodies import UniqueKeysRoute
 from order_api.orders import idempotency, service
 from order_api.orders.schemas import (
     IdempotencyKey,
@@ -21,6 +18,9 @@ from order_api.orders.schemas import (
     StatusChange,
 )
 from order_api.orders.stream_socket import serve_order_stream
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import problem_responses
+from order_api.platform.http.bodies import UniqueKeysRoute
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueKeysRoute)
 

@@ -11,15 +11,15 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from order_api.auth.service import Caller
-from order_api.compiled_writes import CompiledWrite
-from order_api.db import transaction_connection
-from order_api.errors import Conflict, NotFound
 from order_api.notifications.emails import queue_email
 from order_api.orders import lifecycle
 from order_api.orders.events import queue_order_event
 from order_api.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from order_api.orders.schemas import OrderCreate, OrderQuery, OrderRead
-from order_api.pagination import fetch_page
+from order_api.platform.db.compiled_writes import CompiledWrite
+from order_api.platform.db.engine import transaction_connection
+from order_api.platform.db.pagination import fetch_page
+from order_api.platform.errors import Conflict, NotFound
 from order_api.products import service as products_service
 from order_api.users.models import Role, User
 

@@ -24,17 +24,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from order_api.adapters.pubsub import PubSub
 from order_api.auth.service import revocation_cutoffs
-from order_api.db import reading_session
-from order_api.observability import (
+from order_api.orders.events import ORDERS_CHANNEL
+from order_api.orders.models import OrderStatus
+from order_api.platform.adapters.pubsub import PubSub
+from order_api.platform.db.engine import reading_session
+from order_api.platform.telemetry.logs import (
     ORDER_EVENT_DELAY,
     STREAM_MESSAGES_DROPPED,
     WEBSOCKET_CLOSES,
     WEBSOCKETS_OPEN,
 )
-from order_api.orders.events import ORDERS_CHANNEL
-from order_api.orders.models import OrderStatus
 
 logger = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ TOKEN_EXPIRED = Closing(TOKEN_REFUSED, "access token expired; reconnect with a f
 TOKEN_REVOKED = Closing(TOKEN_REFUSED, "access token revoked")
 FELL_BEHIND = Closing(1013, "too many events waiting; reconnect and re-read the order history")
 NOT_READING = Closing(1013, "the connection took no frame for a heartbeat; reconnect and re-read")
-# As the server's protocol reports a peer that answered no ping in time (order_api.serving).
+# As the server's protocol reports a peer that answered no ping in time (platform.http.server).
 MISSED_PINGS = Closing(1011, "no pong")
 USER_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets for this account; retry later")
 ADDRESS_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets from this address; retry later")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.auth.service import user_for_claims
 from order_api.orders.service import is_staff
 from order_api.orders.stream import NOT_ALLOWED, TOKEN_REFUSED, Closing, Viewer
-from order_api.security import InvalidToken, Tokens
+from order_api.platform.security import InvalidToken, Tokens
 
 
 class StreamRefused(Exception):

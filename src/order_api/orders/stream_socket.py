@@ -13,9 +13,6 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from order_api.db import reading_session
-from order_api.errors import TooManyRequests
-from order_api.observability import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 from order_api.orders.stream import (
     CLIENT_GONE,
     MISSED_PINGS,
@@ -27,8 +24,11 @@ from order_api.orders.stream import (
     Watcher,
 )
 from order_api.orders.stream_access import Handshake, StreamRefused, admit_viewer
-from order_api.rate_limits import RateLimits, address_key
-from order_api.throttling import client_address
+from order_api.platform.db.engine import reading_session
+from order_api.platform.errors import TooManyRequests
+from order_api.platform.limits.client_address import client_address
+from order_api.platform.limits.rules import RateLimits, address_key
+from order_api.platform.telemetry.logs import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 
 logger = structlog.get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.adapters.cache import Cache
+from order_api.platform.adapters.cache import Cache
 from order_api.products.models import Product
 from order_api.products.schemas import ProductCreate
 from order_api.products.service import create_product

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
-from order_api.adapters.cache import Cache
 from order_api.auth.dependencies import StaffUser, bearer_token, optional_role
-from order_api.compiled_select import DatabaseReader, ReaderDep
 from order_api.config import CurrencyDep, Settings
-from order_api.db import SessionDep
-from order_api.errors import problem_responses
-from order_api.json_bodies import UniqueKeysRoute
+from order_api.platform.adapters.cache import Cache
+from order_api.platform.db.compiled_select import DatabaseReader, ReaderDep
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import problem_responses
+from order_api.platform.http.bodies import UniqueKeysRoute
 from order_api.products import service
 from order_api.products.schemas import (
     PopularProduct,

@@ -12,11 +12,11 @@ from sqlalchemy import ColumnElement, bindparam, event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from order_api.adapters.cache import Cache
-from order_api.compiled_select import CompiledSelect, DatabaseReader, Row
-from order_api.compiled_writes import CompiledWrite
-from order_api.db import transaction_connection
-from order_api.errors import Conflict, NotFound, ValidationFailed
+from order_api.platform.adapters.cache import Cache
+from order_api.platform.db.compiled_select import CompiledSelect, DatabaseReader, Row
+from order_api.platform.db.compiled_writes import CompiledWrite
+from order_api.platform.db.engine import transaction_connection
+from order_api.platform.errors import Conflict, NotFound, ValidationFailed
 from order_api.products.models import Product
 from order_api.products.schemas import (
     PopularProduct,

@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from order_api.auth.dependencies import AdminUser, CurrentUser, PasswordsDep, StaffUser
-from order_api.db import SessionDep
-from order_api.errors import problem_responses
-from order_api.json_bodies import UniqueKeysRoute
-from order_api.throttling import ClientAddressDep, RateLimitsDep
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import problem_responses
+from order_api.platform.http.bodies import UniqueKeysRoute
+from order_api.platform.limits.client_address import ClientAddressDep, RateLimitsDep
 from order_api.users import service
 from order_api.users.schemas import (
     OwnProfileUpdate,

@@ -12,11 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth import service as auth_service
-from order_api.errors import Conflict, Forbidden, NotFound
 from order_api.notifications.emails import queue_email
-from order_api.pagination import fetch_page
-from order_api.rate_limits import RateLimits
-from order_api.security import Passwords
+from order_api.platform.db.pagination import fetch_page
+from order_api.platform.errors import Conflict, Forbidden, NotFound
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.security import Passwords
 from order_api.users.models import Role, User
 from order_api.users.schemas import OwnProfileUpdate, UserCreate, UserQuery, UserUpdate
 

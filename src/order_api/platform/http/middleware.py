@@ -20,19 +20,19 @@ import structlog
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from order_api.errors import AppError, PayloadTooLarge, TooManyRequests, too_large_detail
-from order_api.headers import HEADER_LINES, CorsPolicy, SecurityHeaders
-from order_api.observability import (
+from order_api.platform.errors import AppError, PayloadTooLarge, TooManyRequests, too_large_detail
+from order_api.platform.http.headers import HEADER_LINES, CorsPolicy, SecurityHeaders
+from order_api.platform.limits.client_address import Networks, limited_address
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.telemetry.logs import (
     REQUEST_ID_HEADER,
     begin_request,
     end_request,
     observe_websocket,
     request_id_from,
 )
-from order_api.rate_limits import RateLimits
-from order_api.throttling import Networks, limited_address
 
-logger = structlog.get_logger("order_api.errors")
+logger = structlog.get_logger("order_api.platform.errors")
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
 _OURS = frozenset({_REQUEST_ID})
 _REQUEST_ID_LINE = _REQUEST_ID + b": "
@@ -96,7 +96,7 @@ class EdgeMiddleware:
                 granted = rules.cors.granted(origin)
         head = scope["method"] == "HEAD"
         status, response_started = 500, False
-        # Our server writes the constant headers as lines it is handed (order_api.serving).
+        # Our server writes the constant headers as lines it is handed (platform.http.server).
         as_lines = HEADER_LINES in (scope.get("extensions") or ())
 
         # Not a coroutine: it hands on `send`'s own awaitable, one frame fewer per message.

@@ -21,7 +21,7 @@ from order_api.notifications.mailer import write_message_file
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
 
-logger = structlog.get_logger("order_api.mail_catcher")
+logger = structlog.get_logger("order_api.ops.mail_catcher")
 
 
 class MailCatcherUnavailable(Exception):

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 
-from order_api.compiled_select import DRIVER_ERRORS, Row, connection_lost
+from order_api.platform.db.compiled_select import DRIVER_ERRORS, Row, connection_lost
 
 _CONSTRAINT_ERRORS = (asyncpg.IntegrityConstraintViolationError,)
 _NO_DEFAULT = object()

@@ -22,10 +22,10 @@ from typing import IO
 
 import structlog
 
-from order_api.mail_catcher import start_mail_catcher
-from order_api.metrics import mark_this_process_dead
+from order_api.ops.mail_catcher import start_mail_catcher
+from order_api.platform.telemetry.metrics import mark_this_process_dead
 
-logger = structlog.get_logger("order_api.stack")
+logger = structlog.get_logger("order_api.ops.stack")
 
 FIRST_RESTART_DELAY_SECONDS = 1.0
 LONGEST_RESTART_DELAY_SECONDS = 30.0

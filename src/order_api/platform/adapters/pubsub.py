@@ -14,7 +14,7 @@ import redis.asyncio
 import structlog
 from redis.exceptions import RedisError
 
-from order_api.observability import PUBSUB_RECONNECTS
+from order_api.platform.telemetry.logs import PUBSUB_RECONNECTS
 
 logger = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Receive, Scope, Send
 
-from order_api.headers import inline_script_hashes
+from order_api.platform.http.headers import inline_script_hashes
 
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"

@@ -22,7 +22,7 @@ import structlog.tracebacks
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from order_api.metrics import record_requests
+from order_api.platform.telemetry.metrics import record_requests
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_HEADER_RAW = REQUEST_ID_HEADER.encode()

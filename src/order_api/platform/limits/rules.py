@@ -27,11 +27,11 @@ from limits.errors import StorageError
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from order_api.batched_counting import BatchedWindowCounter
 from order_api.config import Settings
-from order_api.errors import TooManyRequests
-from order_api.fields import normalise_email
-from order_api.networks import plain_address
+from order_api.platform.errors import TooManyRequests
+from order_api.platform.fields import normalise_email
+from order_api.platform.limits.window_counter import BatchedWindowCounter
+from order_api.platform.networks import plain_address
 
 logger = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Scope
 
-from order_api.errors import CorsRefused
+from order_api.platform.errors import CorsRefused
 
 # What a JSON (or any non-page) answer needs: nothing may load, nothing may frame it.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -25,7 +25,7 @@ CORS_EXPOSED_HEADERS = ("x-request-id", "idempotent-replayed", "retry-after")
 # Browsers cap this anyway (Chromium at 2 h); 10 min lets a changed list take effect soon.
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
-# An ASGI extension of our HTTP protocol (order_api.serving): an `http.response.start` message may
+# An ASGI extension of our HTTP protocol (server.py): an `http.response.start` message may
 # carry, under this key, header lines made once and checked here, written as they are.
 HEADER_LINES = "order_api.header_lines"
 

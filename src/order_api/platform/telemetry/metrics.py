@@ -1,4 +1,4 @@
-"""Prometheus metrics: the request and pool metrics (`order_api.scrape` serves them).
+"""Prometheus metrics: the request and pool metrics (GET /metrics serves them).
 
 With `PROMETHEUS_MULTIPROC_DIR` set, every process writes its samples to files there and a scrape
 adds them up (prometheus-client multiprocess mode); without it a scrape is this process's own.

@@ -16,9 +16,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from order_api.db import DatabaseUnreachable
-from order_api.json_bodies import DUPLICATE_KEY
-from order_api.observability import current_request_id
+from order_api.platform.db.engine import DatabaseUnreachable
+from order_api.platform.http.bodies import DUPLICATE_KEY
+from order_api.platform.telemetry.logs import current_request_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:order-api:problem:"

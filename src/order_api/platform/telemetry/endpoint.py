@@ -13,9 +13,9 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import IPvAnyNetwork
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from order_api.metrics import MULTIPROC_DIR_VARIABLE
-from order_api.networks import address_in
-from order_api.observability import write_ended_requests
+from order_api.platform.networks import address_in
+from order_api.platform.telemetry.logs import write_ended_requests
+from order_api.platform.telemetry.metrics import MULTIPROC_DIR_VARIABLE
 
 router = APIRouter(include_in_schema=False)
 

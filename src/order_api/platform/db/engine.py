@@ -23,9 +23,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import UpdateBase
 
 from order_api.config import Settings
-from order_api.fair_pool import FairAsyncQueuePool
-from order_api.metrics import track_connection_pool
-from order_api.stale_connections import replace_stale_connections
+from order_api.platform.db.fair_pool import FairAsyncQueuePool
+from order_api.platform.db.stale_connections import replace_stale_connections
+from order_api.platform.telemetry.metrics import track_connection_pool
 
 # Stable constraint names: migrations can drop what they created; `alembic check` sees no drift.
 NAMING_CONVENTION = {

@@ -15,16 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 
-from order_api.adapters.pubsub import PubSub, RedisPubSub
-from order_api.adapters.redis_connection import connect_redis
 from order_api.config import Settings
-from order_api.db import create_engine, create_sessionmaker
 from order_api.jobs.broker import create_broker, job_stream, kicker, worker_group
 from order_api.jobs.delivery import Handler, JobRuntime
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import EMAIL_KIND
 from order_api.notifications.tasks import EmailDelivery
 from order_api.orders.events import ORDER_EVENT_KIND, OrderEventPublisher
+from order_api.platform.adapters.pubsub import PubSub, RedisPubSub
+from order_api.platform.adapters.redis_connection import connect_redis
+from order_api.platform.db.engine import create_engine, create_sessionmaker
 
 logger = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 5.0

@@ -13,8 +13,8 @@ from pydantic import IPvAnyNetwork
 from starlette.types import Scope
 
 from order_api.config import Settings
-from order_api.networks import address_in
-from order_api.rate_limits import RateLimits
+from order_api.platform.limits.rules import RateLimits
+from order_api.platform.networks import address_in
 
 Networks = Sequence[IPvAnyNetwork]
 # Probes and scrapes come from the load balancer's and Prometheus' addresses, often and on purpose.

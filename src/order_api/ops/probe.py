@@ -1,4 +1,4 @@
-"""Container health checks without curl: `python -m order_api.probe URL` or `--heartbeat PATH`.
+"""Container health checks without curl: `python -m order_api.ops.probe URL` or `--heartbeat PATH`.
 
 Standard library only, so a check every few seconds costs milliseconds, not the app's imports.
 """
@@ -40,7 +40,7 @@ def heartbeat_is_fresh(path: Path, max_age_seconds: float) -> bool:
 
 def main(arguments: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m order_api.probe",
+        prog="python -m order_api.ops.probe",
         description="Exit 0 when the URL answers 200, or the heartbeat file is fresh; else 1.",
     )
     target = parser.add_mutually_exclusive_group(required=True)

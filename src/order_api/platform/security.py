@@ -18,9 +18,9 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from order_api.errors import TooManyRequests, Unauthorized
-from order_api.observability import PASSWORD_CHECKS
-from order_api.rate_limits import REJECTIONS, address_key
+from order_api.platform.errors import TooManyRequests, Unauthorized
+from order_api.platform.limits.rules import REJECTIONS, address_key
+from order_api.platform.telemetry.logs import PASSWORD_CHECKS
 
 MAX_NUMERIC_DATE = 10**11  # the year 5138: later claims are nonsense, and huge ones overflow
 # Each running hash holds its memory cost in RAM; a few at a time bound that and the CPU it takes.

@@ -20,8 +20,12 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from order_api.config import Settings
-from order_api.errors import PROBLEM_MEDIA_TYPE, problem_response
-from order_api.headers import DEFAULT_SECURITY_HEADERS, HEADER_LINES, fixed_security_headers
+from order_api.platform.errors import PROBLEM_MEDIA_TYPE, problem_response
+from order_api.platform.http.headers import (
+    DEFAULT_SECURITY_HEADERS,
+    HEADER_LINES,
+    fixed_security_headers,
+)
 
 # Client frames are refused anyway; a bigger one is cut off (1009) before it is buffered whole.
 WS_MAX_CLIENT_FRAME_BYTES = 4096
@@ -249,7 +253,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "server_header": False,
-        # The client address is ours to resolve, from TRUSTED_PROXIES only (order_api.throttling);
+        # The client address is ours to resolve, from TRUSTED_PROXIES only (platform.limits);
         # uvicorn's own proxy handling would believe X-Forwarded-For from any loopback peer.
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
-from order_api.db import reading_session
+from order_api.platform.db.engine import reading_session
 
 Row = dict[str, Any]
 DRIVER_ERRORS = (

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from order_api.db import SessionDep
-from order_api.errors import Unauthorized
-from order_api.json_bodies import UniqueKeysRoute
+from order_api.platform.db.engine import SessionDep
+from order_api.platform.errors import Unauthorized
+from order_api.platform.http.bodies import UniqueKeysRoute
 
 router = APIRouter(prefix="/__test__", include_in_schema=False, route_class=UniqueKeysRoute)
 TEST_BEARER = "Bearer let-me-in"
