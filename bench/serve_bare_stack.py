@@ -8,7 +8,7 @@ import argparse
 import uvicorn
 
 from order_api.cli import settings_or_exit
-from order_api.platform.http.server import uvicorn_options
+from order_api.platform.http import uvicorn_options
 
 
 def main() -> None:

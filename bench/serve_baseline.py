@@ -11,7 +11,7 @@ import argparse
 import uvicorn
 
 from order_api.config import load_settings
-from order_api.platform.http.server import uvicorn_options
+from order_api.platform.http import uvicorn_options
 
 
 def main() -> None:

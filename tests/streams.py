@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from order_api.platform.http.server import uvicorn_options
+from order_api.platform.http import uvicorn_options
 from tests.accounts import Shop
 from tests.waiting import wait_until
 
@@ -35,14 +35,6 @@ class LiveShop(Shop):
 
     ws_base: str
     server: uvicorn.Server
-
-    def holds_connection_from(self, client: socket.socket) -> bool:
-        """Whether the server still has a connection from that client socket."""
-        port = client.getsockname()[1]
-        peers: list[Any] = [
-            getattr(p, "client", None) for p in self.server.server_state.connections
-        ]
-        return any(peer is not None and peer[1] == port for peer in peers)
 
     def stream_url(self, token: str | None, customer_id: uuid.UUID | str | None = None) -> str:
         path = "/api/v1/orders/ws" + (f"/{customer_id}" if customer_id is not None else "")

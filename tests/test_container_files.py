@@ -7,12 +7,15 @@ and the runtime virtualenv is built the Dockerfile's way from what .dockerignore
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from order_api.config import Settings
+from tests.smtp_server import free_port
 from tests.support import IN_CI
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +42,7 @@ HEALTHY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 APP_SERVICES = ("api", "worker")
 DEV_DISTRIBUTIONS = ("pytest", "mypy", "ruff", "aiosmtpd", "selenium", "hadolint", "coverage")
 TOOL_TIMEOUT_SECONDS = 120
+HEAD_DEADLINE_SECONDS = 10  # read_header in deploy/Caddyfile
 # The image budget is 200 MB and the slim base ~130 MB; the stripped venv is ~52 MB of files.
 VENV_BUDGET_BYTES = 70_000_000
 
@@ -328,6 +333,40 @@ def test_caddy_validates_the_proxy_config_and_rejects_a_broken_copy(tmp_path: Pa
     rejected = validate(broken, ":80")
     assert rejected.returncode != 0
     assert "no_such_policy" in rejected.stderr
+
+
+def test_the_proxy_cuts_off_a_client_that_trickles_a_request_head(tmp_path: Path) -> None:
+    """The API's server has no deadline on a request's head; the proxy in front of it has one."""
+    require_tool(CADDY, "scripts/install-test-tools.sh installs it")
+    port = free_port()
+    home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    environment = {**os.environ, **home, "SITE_ADDRESS": f"http://127.0.0.1:{port}"}
+    proxy = subprocess.Popen(
+        [str(CADDY), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = connect_when_listening(port)
+        with client:
+            client.sendall(b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\n")  # never ends
+            client.settimeout(HEAD_DEADLINE_SECONDS * 3)
+            # Cut off: the connection ends (b"") or is reset, long before the client's own limit.
+            with contextlib.suppress(ConnectionResetError):
+                assert client.recv(1024) == b""
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=TOOL_TIMEOUT_SECONDS)
+
+
+def connect_when_listening(port: int) -> socket.socket:
+    for _ in range(100):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+    raise AssertionError(f"the proxy never listened on {port}")
 
 
 def test_the_build_stage_uses_the_base_images_python_whatever_its_version() -> None:

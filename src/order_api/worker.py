@@ -7,24 +7,22 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import redis.asyncio
 import structlog
-from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from taskiq import AsyncBroker, InMemoryBroker
-from taskiq.receiver import Receiver
+from redis.exceptions import RedisError
+from taskiq import AsyncBroker, InMemoryBroker, TaskiqMessage, TaskiqMiddleware
+from taskiq.api import run_receiver_task
 
 from order_api.config import Settings
-from order_api.jobs.broker import create_broker, job_stream, kicker, worker_group
+from order_api.jobs.broker import create_broker, job_stream, kicker
 from order_api.jobs.delivery import Handler, JobRuntime
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import EMAIL_KIND
 from order_api.notifications.tasks import EmailDelivery
 from order_api.orders.events import ORDER_EVENT_KIND, OrderEventPublisher
-from order_api.platform.adapters.pubsub import PubSub, RedisPubSub
-from order_api.platform.adapters.redis_connection import connect_redis
-from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.adapters import PubSub, RedisPubSub, connect_redis
+from order_api.platform.db import Sessions, create_engine, create_sessions
 
 logger = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 5.0
@@ -49,7 +47,7 @@ class Background:
     def create(
         cls,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: Sessions,
         pubsub: PubSub,
     ) -> Background:
         handlers = job_handlers(settings, pubsub)
@@ -84,12 +82,35 @@ class Background:
         await self.broker.shutdown()
 
 
+class RunningJobs(TaskiqMiddleware):
+    """The jobs this process runs, each whole (the delivery, its result, its acknowledgement):
+    taskiq's `run_receiver_task` stops taking jobs when cancelled, and leaves them running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return message
+
+    async def finished(self) -> None:
+        """When every job running now has ended."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+
 async def run_worker(settings: Settings, concurrency: int) -> None:
     """Consume the Redis job stream until SIGTERM or SIGINT, then finish running jobs and exit."""
     engine = create_engine(settings)
     redis_client = connect_redis(str(settings.redis_url), settings)
     pubsub = RedisPubSub(redis_client, settings.redis_prefix)
-    background = Background.create(settings, create_sessionmaker(engine), pubsub)
+    background = Background.create(settings, create_sessions(engine, settings), pubsub)
+    running = RunningJobs()
+    background.broker.add_middlewares(running)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -99,33 +120,33 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     heartbeat = None
     if settings.worker_heartbeat_file is not None:
         heartbeat = asyncio.create_task(beat(settings.worker_heartbeat_file, stopping))
+    # Redis lost meanwhile is waited out in the broker's `listen` (jobs.broker.JobStreamBroker).
+    receiving = asyncio.create_task(
+        run_receiver_task(background.broker, max_async_tasks=concurrency, run_startup=False)
+    )
+    receiving.add_done_callback(lambda _: stopping.set())  # ended by an error: the worker too
     try:
-        while not stopping.is_set():
-            receiver = Receiver(
-                background.broker,
-                max_async_tasks=concurrency,
-                run_startup=False,
-                # Running jobs get the stop's grace; then Background.stop hands them back.
-                wait_tasks_timeout=settings.shutdown_timeout_seconds,
-            )
-            try:
-                await receiver.listen(stopping)
-            except* (RedisError, OSError) as lost:
-                logger.warning("job_queue_lost", error=repr(lost.exceptions[0]))
-                await _wait_for_queue(redis_client, settings, stopping)
+        await stopping.wait()
     finally:
         logger.info("worker_stopping")
+        receiving.cancel()  # no job is taken any more; the running ones go on
+        await asyncio.wait([receiving])
+        # Running jobs get the stop's grace; then what still runs is handed back.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.shutdown_timeout_seconds):
+                await running.finished()
         if heartbeat is not None:
             # Stopped, not cancelled: a cancel could land while a touch runs in its thread, and
             # that touch could then recreate the file after beat's unlink.
             stopping.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(heartbeat, HEARTBEAT_SECONDS)
-        # taskiq only waited out the grace: what still runs is handed back before anything stops.
         await background.runtime.release_running()
         await background.stop()
         await redis_client.aclose()
         await engine.dispose()
+    if not receiving.cancelled() and (error := receiving.exception()) is not None:
+        raise error
     logger.info("worker_stopped")
 
 
@@ -147,26 +168,3 @@ async def beat(path: Path, stopping: asyncio.Event) -> None:
 def touch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
-
-
-async def _wait_for_queue(
-    redis_client: redis.asyncio.Redis, settings: Settings, stopping: asyncio.Event
-) -> None:
-    """Until Redis answers again, with the consumer group back (a restart without persistence
-    loses it, and taskiq declares it only at start-up)."""
-    delay = 0.5
-    while not stopping.is_set():
-        try:
-            await redis_client.xgroup_create(
-                job_stream(settings), worker_group(settings), id="0", mkstream=True
-            )
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
-        except (RedisError, OSError):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, 5.0)
-            continue
-        logger.info("job_queue_back")
-        return

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from order_api.orders.events import ORDERS_CHANNEL
-from order_api.platform.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
+from order_api.platform.adapters import InProcessPubSub, PubSub, RedisPubSub
 from order_api.users.models import Role
 from tests.accounts import Shop
 from tests.redis_server import RedisProcess, own_redis

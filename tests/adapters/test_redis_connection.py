@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from order_api.platform.adapters.cache import RedisCache
-from order_api.platform.adapters.redis_connection import connect_redis
+from order_api.platform.adapters import RedisCache, connect_redis
 from tests.redis_server import own_redis
 from tests.support import make_settings
 

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from order_api.platform.http.headers import CORS_EXPOSED_HEADERS, CORS_METHODS, CORS_REQUEST_HEADERS
-from order_api.platform.telemetry.logs import REQUEST_ID_HEADER
+from order_api.platform.telemetry import REQUEST_ID_HEADER
 from tests.accounts import ShopFactory
 from tests.test_errors import assert_problem
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from order_api.platform.http.bodies import UniqueKeysRoute
+from order_api.platform.http import UniqueKeysRoute
 from order_api.users.models import Role
 from tests.accounts import PASSWORD, Shop
 from tests.catalogue import ORDERS, PAYMENT_METHOD_ID, PRODUCTS, create_product

@@ -11,7 +11,7 @@ import httpx2
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
-from order_api.platform.http.headers import BOARD_CSP
+from order_api.platform.http import BOARD_CSP
 from tests.board.test_board_page import connection, sign_in, wait_for
 from tests.processes import ADMIN
 from tests.test_cli import RunningServer

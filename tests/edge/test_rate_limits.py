@@ -264,6 +264,21 @@ async def test_two_processes_share_the_redis_windows(
     assert not any(user.email.encode() in key for key in keys)
 
 
+async def test_a_forwarded_hop_that_is_no_address_never_names_the_client(
+    limited_shop: LimitedShop,
+) -> None:
+    """Left of a trusted proxy's hop, text that is not an address was the client's own: the
+    client is the last address known, so changing that text does not escape the limit.
+    (uvicorn's ProxyHeadersMiddleware would name the client by the text itself.)"""
+    shop = await limited_shop(rate_limit_default="2/minute", trusted_proxies="10.0.0.0/8")
+    async with client_from(shop, ("10.0.0.5", 4000)) as proxy:
+        statuses = []
+        for n in range(3):
+            headers = {"X-Forwarded-For": f"not-an-address-{n}, 10.0.0.7"}
+            statuses.append((await proxy.get("/api/v1/products", headers=headers)).status_code)
+    assert statuses == [200, 200, 429]
+
+
 async def test_forwarded_hops_with_ports_name_their_address(limited_shop: LimitedShop) -> None:
     shop = await limited_shop(rate_limit_default="2/minute", trusted_proxies="10.0.0.0/8")
     async with client_from(shop, ("10.0.0.5", 4000)) as proxy:

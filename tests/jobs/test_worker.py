@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from tests.jobs.conftest import FAST_JOBS, outbox_row, queue_and_commit
+from tests.redis_server import own_redis
 from tests.smtp_server import SmtpServer
 from tests.support import TEST_SECRET_KEY, AppBuilder
 from tests.waiting import wait_until
@@ -197,3 +199,39 @@ async def test_sigterm_hands_back_a_job_that_outlives_the_grace(
     await api.state.background.relay.relay_due()
     await wait_for_status(api, row.id, OutboxStatus.DONE)
     assert smtp.inbox.count() == 1
+
+
+async def test_a_worker_waits_out_a_redis_restart_and_takes_jobs_again(
+    make_app: AppBuilder, job_settings: dict[str, object], workers: Workers, smtp: SmtpServer
+) -> None:
+    with own_redis() as queue:
+        await queue.start_and_wait()
+        workers.env["REDIS_URL"] = queue.url
+        api = await make_app(**{**job_settings, "redis_url": queue.url})
+        worker = workers.start()
+        before = await queue_and_commit(api)
+        await wait_for_status(api, before, OutboxStatus.DONE)
+
+        queue.stop()
+        await asyncio.sleep(2)  # the worker finds Redis gone, and waits
+        await queue.start_and_wait()  # empty: the stream and its consumer group are lost
+        after = await queue_and_commit(api, to="grace@example.com")
+        await api.state.background.relay.relay_due()
+        await wait_for_status(api, after, OutboxStatus.DONE)
+
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    events = [line["event"] for line in lines]
+    # Lost once and waited for with a growing delay, not retried in a tight loop.
+    assert events.count("job_queue_lost") == 1
+    assert events.count("job_queue_back") == 1
+    # taskiq saw no error, and its note that the stop cancelled the receiver is no warning.
+    assert not [
+        line for line in lines if line["logger"].startswith("taskiq") and line["level"] != "info"
+    ]
+    assert sorted(message["To"] for message in smtp.inbox.messages) == [
+        "ada@example.com",
+        "grace@example.com",
+    ]

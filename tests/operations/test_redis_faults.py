@@ -14,7 +14,7 @@ import redis.asyncio
 from sqlalchemy import select
 
 from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.platform.adapters.redis_connection import connect_redis
+from order_api.platform.adapters import connect_redis
 from order_api.platform.limits import rules as rate_limits
 from order_api.platform.limits.window_counter import KNOWN_FOR_SECONDS
 from order_api.users.models import Role
@@ -151,9 +151,13 @@ async def test_a_hung_redis_is_probed_by_one_request_at_a_time(
 ) -> None:
     monkeypatch.setattr(rate_limits, "STORAGE_RETRY_SECONDS", 0.5)
     settings = make_settings(
-        "sqlite+aiosqlite:///unused", tmp_path, rate_limit_enabled=True, redis_timeout_seconds=0.2
+        "sqlite+aiosqlite:///unused",
+        tmp_path,
+        rate_limit_enabled=True,
+        redis_timeout_seconds=0.2,
+        redis_url=f"redis://127.0.0.1:{silent_redis.port}/0",
     )
-    client = connect_redis(f"redis://127.0.0.1:{silent_redis.port}/0", settings)
+    client = connect_redis(str(settings.redis_url), settings)
     limits = rate_limits.RateLimits.from_settings(settings, client)
     try:
         await limits.check_login("192.0.2.1", "ada@example.com")
@@ -164,4 +168,5 @@ async def test_a_hung_redis_is_probed_by_one_request_at_a_time(
         await asyncio.gather(*(limits.check_request("192.0.2.1") for _ in range(20)))
         assert silent_redis.connections == 4  # one probe (and its retry); the others went on
     finally:
+        await limits.aclose()
         await client.aclose()

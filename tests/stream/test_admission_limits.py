@@ -147,7 +147,7 @@ async def test_one_address_is_capped_across_its_users(make_live_shop: LiveShopFa
 async def test_handshakes_beyond_the_rate_are_refused_4429_before_the_token(
     make_live_shop: LiveShopFactory,
 ) -> None:
-    shop = await make_live_shop(**LIMITS_ON, rate_limit_websocket_per_ip="3/minute")
+    shop = await make_live_shop(**LIMITS_ON, rate_limit_websocket_per_ip="3/hour")
     customer = await shop.account()
     url = shop.stream_url(customer.access_token, customer.id)
     refused_before = await shop.closes(TOO_MANY)
@@ -170,7 +170,7 @@ async def test_the_handshake_limit_is_per_client_address_behind_a_trusted_proxy(
     make_live_shop: LiveShopFactory,
 ) -> None:
     shop = await make_live_shop(
-        **LIMITS_ON, rate_limit_websocket_per_ip="2/minute", trusted_proxies=["127.0.0.1/32"]
+        **LIMITS_ON, rate_limit_websocket_per_ip="2/hour", trusted_proxies=["127.0.0.1/32"]
     )
     customer = await shop.account()
     url = shop.stream_url(customer.access_token, customer.id)
@@ -196,7 +196,7 @@ async def test_the_handshake_limit_comes_before_the_database(
         **LIMITS_ON,
         database_url=unreachable,
         db_pool_timeout_seconds=1,
-        rate_limit_websocket_per_ip="1/minute",
+        rate_limit_websocket_per_ip="1/hour",
     )
     token = mint(claims_for(uuid.uuid4()))
     assert await refusal_code(shop.stream_url(token)) == 1013  # admitted to the token check
@@ -228,7 +228,7 @@ async def test_the_handshake_limit_is_shared_by_every_process_through_redis(
 ) -> None:
     shared: dict[str, Any] = {"redis_url": redis_url, "redis_prefix": redis_prefix}
     first, second = [
-        await make_live_shop(**LIMITS_ON, **shared, rate_limit_websocket_per_ip="2/minute")
+        await make_live_shop(**LIMITS_ON, **shared, rate_limit_websocket_per_ip="2/hour")
         for _ in range(2)
     ]
     customer = await first.account()

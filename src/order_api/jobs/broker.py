@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncGenerator
 from typing import Annotated
 
-from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
+import redis.asyncio
+import structlog
+from redis.exceptions import RedisError, ResponseError
+from taskiq import AckableMessage, AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 from taskiq_redis import RedisStreamBroker
 
 from order_api.config import Settings
 from order_api.jobs.delivery import JobRuntime, deliver
 from order_api.jobs.relay import Kick
 
+logger = structlog.get_logger(__name__)
 DELIVER_TASK = "outbox.deliver"
 # How long one XREADGROUP blocks; the socket timeout must exceed it.
 STREAM_BLOCK_MS = 2000
@@ -34,12 +41,50 @@ def worker_group(settings: Settings) -> str:
     return f"{settings.redis_prefix}:workers"
 
 
+class JobStreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, whose `listen` waits out a Redis outage: taskiq's receiver
+    loop starts listening again at once after an error (thousands of times a second, measured,
+    with Redis down)."""
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        while True:
+            try:
+                async with contextlib.aclosing(super().listen()) as messages:
+                    async for message in messages:
+                        yield message
+                return
+            except (RedisError, OSError) as error:
+                logger.warning("job_queue_lost", error=repr(error))
+            await self.wait_for_queue()
+
+    async def wait_for_queue(self) -> None:
+        """Until Redis answers again, with the consumer group back (a restart without persistence
+        loses it, and taskiq declares it only at start-up)."""
+        delay = 0.5
+        async with redis.asyncio.Redis(connection_pool=self.connection_pool) as client:
+            while True:
+                try:
+                    await client.xgroup_create(
+                        self.queue_name, self.consumer_group_name, self.consumer_id, mkstream=True
+                    )
+                    break
+                except ResponseError as error:
+                    if "BUSYGROUP" in str(error):  # the group outlived the outage
+                        break
+                    logger.warning("job_queue_unusable", error=repr(error))
+                except (RedisError, OSError):
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        logger.info("job_queue_back")
+
+
 def create_broker(settings: Settings, runtime: JobRuntime) -> AsyncBroker:
     broker: AsyncBroker
     if settings.redis_url is None:
         broker = InMemoryBroker(max_async_tasks=10, max_stored_results=1)
     else:
-        broker = RedisStreamBroker(
+        broker = JobStreamBroker(
             settings.redis_url,
             queue_name=job_stream(settings),
             consumer_group_name=worker_group(settings),

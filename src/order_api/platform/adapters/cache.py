@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import redis.asyncio
 import structlog
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from redis.exceptions import RedisError
 
 logger = structlog.get_logger(__name__)
@@ -68,3 +70,11 @@ class RedisCache:
             await self._client.delete(self._prefix + key)
         except (RedisError, OSError) as error:
             logger.warning("cache_unavailable", operation="delete", error=str(error))
+
+
+async def app_cache(connection: HTTPConnection) -> Cache:
+    cache: Cache = connection.app.state.cache
+    return cache
+
+
+CacheDep = Annotated[Cache, Depends(app_cache)]

@@ -15,7 +15,10 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-DUPLICATE_KEY = "duplicate key"
+from order_api.platform.errors import DUPLICATE_KEY
+
+# What `UniqueKeysRequest.parsed_json` holds until the body is read: `null` is a JSON body too.
+NOT_PARSED: Any = object()
 
 
 class DuplicateKeyError(json.JSONDecodeError):
@@ -34,13 +37,18 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class UniqueKeysRequest(Request):
+    """A request whose `json()` refuses repeated keys; the parsed body is kept on an attribute
+    of this class, not on Starlette's own cache."""
+
+    parsed_json: Any = NOT_PARSED
+
     async def json(self) -> Any:
-        if not hasattr(self, "_json"):
+        if self.parsed_json is NOT_PARSED:
             # UTF-8 only, BOM refused (RFC 8259 §8.1): given bytes, json.loads would also read
             # UTF-16 and UTF-32, so a proxy that reads UTF-8 would see another request.
             text = (await self.body()).decode("utf-8")
-            self._json = json.loads(text, object_pairs_hook=unique_keys)
-        return self._json
+            self.parsed_json = json.loads(text, object_pairs_hook=unique_keys)
+        return self.parsed_json
 
 
 class UniqueKeysRoute(APIRoute):

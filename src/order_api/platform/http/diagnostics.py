@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from order_api.platform.db.engine import SessionDep
+from order_api.platform.db import SessionDep
 from order_api.platform.errors import Unauthorized
 from order_api.platform.http.bodies import UniqueKeysRoute
 

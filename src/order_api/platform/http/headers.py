@@ -25,10 +25,6 @@ CORS_EXPOSED_HEADERS = ("x-request-id", "idempotent-replayed", "retry-after")
 # Browsers cap this anyway (Chromium at 2 h); 10 min lets a changed list take effect soon.
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
-# An ASGI extension of our HTTP protocol (server.py): an `http.response.start` message may
-# carry, under this key, header lines made once and checked here, written as they are.
-HEADER_LINES = "order_api.header_lines"
-
 EXPOSED = (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode())
 
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
@@ -65,8 +61,7 @@ class SecurityHeaders:
 
     A route may set its own `Content-Security-Policy` (pages) or `Cache-Control` (static files);
     the other headers are fixed. What is added after a response's own headers is one of a few
-    lists made once (which defaults the route set, whether Vary is added), each also as the
-    bytes of its header lines.
+    lists made once (which defaults the route set, whether Vary is added).
     """
 
     def __init__(self, *, strict_transport_security: bool) -> None:
@@ -82,10 +77,6 @@ class SecurityHeaders:
             missing = [header for bit, header in enumerate(self.defaults) if not key >> bit & 1]
             vary = [(b"vary", b"Origin")] if key & self._vary_bit else []
             self.added[key] = [*self.fixed, *missing, *vary]
-        self.added_lines = {
-            key: b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-            for key, headers in self.added.items()
-        }
 
     def kept_and_added(
         self,

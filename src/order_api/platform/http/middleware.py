@@ -21,35 +21,36 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_api.platform.errors import AppError, PayloadTooLarge, TooManyRequests, too_large_detail
-from order_api.platform.http.headers import HEADER_LINES, CorsPolicy, SecurityHeaders
-from order_api.platform.limits.client_address import Networks, limited_address
+from order_api.platform.http.headers import CorsPolicy, SecurityHeaders
+from order_api.platform.limits.clients import Networks, limited_address
 from order_api.platform.limits.rules import RateLimits
 from order_api.platform.telemetry.logs import (
     REQUEST_ID_HEADER,
+    ROUTE_TEMPLATE,
     begin_request,
     end_request,
     observe_websocket,
     request_id_from,
+    route_template,
 )
 
 logger = structlog.get_logger("order_api.platform.errors")
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
 _OURS = frozenset({_REQUEST_ID})
-_REQUEST_ID_LINE = _REQUEST_ID + b": "
 _NONE_GRANTED: list[tuple[bytes, bytes]] = []
 
 
 @dataclass(frozen=True)
 class FixedAnswer:
-    """A GET answered at the edge, before routing, always the same: `path_format` is what the
-    access line and the metrics read of a matched route."""
+    """A GET answered at the edge, before routing, always the same; the access line and the
+    metrics name it by `template`, as they name a matched route by its template."""
 
-    path_format: str
+    template: str
     body: bytes
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self
+        scope[ROUTE_TEMPLATE] = self.template
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -96,8 +97,6 @@ class EdgeMiddleware:
                 granted = rules.cors.granted(origin)
         head = scope["method"] == "HEAD"
         status, response_started = 500, False
-        # Our server writes the constant headers as lines it is handed (platform.http.server).
-        as_lines = HEADER_LINES in (scope.get("extensions") or ())
 
         # Not a coroutine: it hands on `send`'s own awaitable, one frame fewer per message.
         def send_decorated(message: Message) -> Awaitable[None]:
@@ -108,15 +107,8 @@ class EdgeMiddleware:
                 kept, added = security.kept_and_added(
                     message.get("headers", ()), _OURS, vary_origin=preflight is None
                 )
-                request_id_bytes = request_id.encode()
-                if as_lines:
-                    # The id is safe as a line: ours in hex, or a client's of [A-Za-z0-9._-].
-                    id_line = _REQUEST_ID_LINE + request_id_bytes + b"\r\n"
-                    message[HEADER_LINES] = security.added_lines[added] + id_line
-                    message["headers"] = (kept + granted) if granted else kept
-                else:
-                    ours = [*granted, (_REQUEST_ID, request_id_bytes)]
-                    message["headers"] = kept + security.added[added] + ours
+                ours = [*granted, (_REQUEST_ID, request_id.encode())]
+                message["headers"] = kept + security.added[added] + ours
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}  # HEAD: the GET's headers, no body
             return send(message)
@@ -146,8 +138,7 @@ class EdgeMiddleware:
                 try:
                     await self.app(get_scope, counted, send_decorated)
                 finally:  # the access line and metrics name the GET's route, a 500's too
-                    if "route" in get_scope:
-                        scope["route"] = get_scope["route"]
+                    scope[ROUTE_TEMPLATE] = route_template(get_scope)
             else:
                 await self.app(scope, _within_limit(receive, rules.max_body_size), send_decorated)
         except Exception:

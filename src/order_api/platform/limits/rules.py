@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from order_api.config import Settings
+from order_api.platform.adapters.redis_connection import redis_pool
 from order_api.platform.errors import TooManyRequests
 from order_api.platform.fields import normalise_email
 from order_api.platform.limits.window_counter import BatchedWindowCounter
@@ -141,6 +142,7 @@ class RateLimits:
         in_process: Storage | None = None,
         batched: dict[str, BatchedWindowCounter] | None = None,
         enabled: bool = True,
+        pool: redis.asyncio.ConnectionPool | None = None,
     ) -> None:
         self.enabled = enabled
         self.rules = rules
@@ -149,6 +151,7 @@ class RateLimits:
         self._fallback = _Counting(in_process, rules) if in_process is not None else None
         self._shared_down_until = 0.0
         self._probing = False
+        self._pool = pool
         # Looked up once: the default limit is asked on every request.
         default = self._shared.batched.get("default")
         self._pass_default_at_once = default.pass_at_once if default is not None else None
@@ -161,18 +164,30 @@ class RateLimits:
         enabled = settings.rate_limit_enabled
         if redis_client is None:
             return cls(rules, MemoryStorage(), enabled=enabled)
+        if settings.redis_url is None:
+            raise ValueError("rate limits on Redis need REDIS_URL")
         key_prefix = f"{settings.redis_prefix}:limits"
+        # The storage's own pool, with the app client's bounds and retry; `aclose` closes it.
+        pool = redis_pool(settings.redis_url, settings)
         shared = RedisStorage(
-            # The URL is only parsed here: the client below reuses the app's pool and timeouts.
+            # The scheme picks the client library; the pool holds the address.
             "async+redis://",
             implementation="redispy",
             key_prefix=key_prefix,
-            connection_pool=redis_client.connection_pool,  # type: ignore[arg-type]
+            # Documented by limits, though its options are typed as scalars only.
+            connection_pool=pool,  # type: ignore[arg-type]
         )
         # Every request counts against the default limit: its round trips are shared.
         default = BatchedWindowCounter(redis_client, f"{key_prefix}:default", rules["default"].rate)
         batched = {"default": default}
-        return cls(rules, shared, in_process=MemoryStorage(), batched=batched, enabled=enabled)
+        return cls(
+            rules, shared, in_process=MemoryStorage(), batched=batched, enabled=enabled, pool=pool
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared storage's connections (none in embedded mode)."""
+        if self._pool is not None:
+            await self._pool.aclose()
 
     def request_passes_at_once(self, client: str) -> bool:
         """The general limit, far below it and with Redis answering: counted, and let through

@@ -67,6 +67,10 @@ ORDER_EVENT_DELAY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
+# The scope key an answer made before routing names its route template under: the router
+# puts the route it matched in `scope["route"]`, and nothing else should write that key.
+ROUTE_TEMPLATE = "order_api.route_template"
+
 NO_REQUEST_ID = "-"
 _request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST_ID)
 ACCESS_LOGGER_NAME = "order_api.access"
@@ -138,6 +142,9 @@ def configure_logging(level: str, log_format: str, stream: IO[str] | None = None
     error_logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _UvicornWebSocketFilter) for f in error_logger.filters):
         error_logger.addFilter(_UvicornWebSocketFilter())
+    receiver_logger = logging.getLogger("taskiq.receiver")
+    if not any(isinstance(f, _TaskiqStopFilter) for f in receiver_logger.filters):
+        receiver_logger.addFilter(_TaskiqStopFilter())
 
 
 class _UvicornWebSocketFilter(logging.Filter):
@@ -149,6 +156,16 @@ class _UvicornWebSocketFilter(logging.Filter):
             return False
         if record.msg == "Invalid UTF-8 sequence received from client.":
             record.levelno, record.levelname, record.exc_info = logging.WARNING, "WARNING", None
+        return True
+
+
+class _TaskiqStopFilter(logging.Filter):
+    """Tells taskiq's "listening task was cancelled" as the info it is: the worker stops
+    taskiq's receiver by cancelling it, on every SIGTERM."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "task was cancelled" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
@@ -204,6 +221,15 @@ def redact_query(query_string: bytes) -> str:
     return "&".join(f"{name}={REDACTED}" for name in names)
 
 
+def route_template(scope: Scope) -> str | None:
+    """The template of the route that answered (`/orders/{order_id}`, as in the schema: the
+    route's `path_format` drops convertors), or None when no route matched."""
+    template: str | None = scope.get(ROUTE_TEMPLATE)
+    if template is None:
+        template = getattr(scope.get("route"), "path_format", None)
+    return template
+
+
 def begin_request(request_id: str) -> Token[str]:
     """The request's id, for error bodies and every log line until `end_request`."""
     return _request_id.set(request_id)
@@ -257,7 +283,7 @@ class _EndedRequests:
         lines, counted = [], []
         for scope, request_id, status, duration, ended_at in pending:
             method = scope["method"]
-            route: str | None = getattr(scope.get("route"), "path_format", None)
+            route = route_template(scope)
             if as_json:
                 line = _request_line(scope, route, method, status, duration, request_id, ended_at)
                 lines.append(line)
@@ -333,8 +359,7 @@ async def observe_websocket(app: ASGIApp, scope: Scope, receive: Receive, send: 
 
 def _access_line(event: str, scope: Scope, duration: float, **outcome: object) -> str | None:
     """Log the line; hand back the route template it named (None when no route matched)."""
-    # `path_format` drops convertors: `/orders/{order_id}`, as in the schema, not `{order_id:uuid}`.
-    route: str | None = getattr(scope.get("route"), "path_format", None)
+    route = route_template(scope)
     fields = {
         "route": route,
         "path": scope["path"],

@@ -6,7 +6,6 @@ adds them up (prometheus-client multiprocess mode); without it a scrape is this 
 
 from __future__ import annotations
 
-import bisect
 import os
 import sys
 import weakref
@@ -61,30 +60,18 @@ DB_POOL_IN_USE = Gauge(
 
 def record_requests(ended: Iterable[tuple[str, str | None, int, float]]) -> None:
     """Count HTTP requests, each as (method, route, status, duration in seconds): called with
-    the requests ended since the last call, where their access lines are written; each series
-    is increased once for all of them."""
+    the requests ended since the last call, where their access lines are written; each series'
+    counter is increased once for all of them."""
     durations_by_series: dict[tuple[str, str | None, int], list[float]] = {}
     for method, route, status, duration_seconds in ended:
         durations_by_series.setdefault((method, route, status), []).append(duration_seconds)
     for (method, route, status), durations in durations_by_series.items():
         requests, latencies = _series(method, route, status)
         requests.inc(len(durations))
-        observe_all(latencies, durations)
-
-
-def observe_all(histogram: Histogram, amounts: list[float]) -> None:
-    """`histogram.observe` of each amount, with one increase per bucket and one of the sum:
-    prometheus-client has no batch call, and each `observe` takes two locks in pure Python.
-    It reads the histogram's own bounds and values; tests/operations/test_metrics.py checks
-    the result equals one `observe` per amount, so a change of those internals fails there."""
-    bounds: list[float] = histogram._upper_bounds
-    in_bucket: dict[int, int] = {}
-    for amount in amounts:
-        index = bisect.bisect_left(bounds, amount)  # the first bound >= amount, as observe's
-        in_bucket[index] = in_bucket.get(index, 0) + 1
-    histogram._sum.inc(sum(amounts))
-    for index, count in in_bucket.items():
-        histogram._buckets[index].inc(count)
+        # One `observe` a request: prometheus-client has no batch call (~0.9 µs a request,
+        # ~1.9 µs in multiprocess mode, measured).
+        for duration_seconds in durations:
+            latencies.observe(duration_seconds)
 
 
 def _series(method: str, route: str | None, status: int) -> tuple[Counter, Histogram]:

@@ -1,5 +1,5 @@
-"""Over our server, the constant security headers travel as lines its protocol is handed
-(platform.http.server): each exactly once, in a well-formed head, the same headers as in-process."""
+"""Over a real server, every security header goes out exactly once, in a well-formed head: the
+same headers as in-process."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import itertools
 
 import httpx2
 import pytest
-from starlette.types import Message
 
-from order_api.platform.http.headers import API_CSP, BOARD_CSP, HEADER_LINES
-from tests.accounts import Shop
+from order_api.platform.http.headers import API_CSP, BOARD_CSP
 from tests.edge.test_slow_clients import ANSWER_WAIT_SECONDS, address
 from tests.streams import LiveShop, LiveShopFactory
 
@@ -83,8 +81,7 @@ async def test_each_security_header_once_in_a_well_formed_head_as_in_process(
 async def in_process_headers(
     shop: LiveShop, method: str, path: str, origin: str | None
 ) -> dict[str, list[str]]:
-    """The same request over ASGI, where no server writes header lines: the edge sends them as
-    ordinary headers."""
+    """The same request over ASGI, with no server in between."""
     transport = httpx2.ASGITransport(app=shop.app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://shop") as client:
         headers = {"origin": origin} if origin else {}
@@ -94,41 +91,3 @@ async def in_process_headers(
 
 def without_varying(headers: dict[str, list[str]]) -> dict[str, list[str]]:
     return {name: values for name, values in headers.items() if name not in VARYING}
-
-
-async def test_only_a_server_that_offers_header_lines_is_handed_them(shop: Shop) -> None:
-    """The extension is ours: an ASGI server that does not advertise it gets plain headers."""
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/health/live",
-        "raw_path": b"/health/live",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"shop")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    await shop.app(scope, receive, send)
-    start = sent[0]
-    assert HEADER_LINES not in start
-    names = [name for name, _ in start["headers"]]
-    assert b"x-frame-options" in names
-    offered = {**scope, "extensions": {HEADER_LINES: {}}}
-    sent.clear()
-    await shop.app(offered, receive, send)
-    lines = sent[0][HEADER_LINES]
-    assert isinstance(lines, bytes)
-    assert b"x-frame-options: DENY\r\n" in lines
-    assert b"x-frame-options" not in [name for name, _ in sent[0]["headers"]]

@@ -8,6 +8,7 @@ from ipaddress import ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.requests import HTTPConnection
 from prometheus_client import Counter
 from pydantic import IPvAnyNetwork
 from starlette.types import Scope
@@ -87,8 +88,8 @@ def limited_address(scope: Scope, trusted_proxies: Networks, forwarded: bool = T
     return address
 
 
-async def rate_limits(request: Request) -> RateLimits:
-    limits: RateLimits = request.app.state.rate_limits
+async def app_rate_limits(connection: HTTPConnection) -> RateLimits:
+    limits: RateLimits = connection.app.state.rate_limits
     return limits
 
 
@@ -97,5 +98,5 @@ async def request_client_address(request: Request) -> str:
     return client_address(request.scope, settings.trusted_proxies)
 
 
-RateLimitsDep = Annotated[RateLimits, Depends(rate_limits)]
+RateLimitsDep = Annotated[RateLimits, Depends(app_rate_limits)]
 ClientAddressDep = Annotated[str, Depends(request_client_address)]
