@@ -24,7 +24,7 @@ bench: sync
 lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) lint-imports
+	$(RUN) lint-imports --no-cache
 
 typecheck: sync
 	$(RUN) mypy

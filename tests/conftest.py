@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from order_api import migrations
 from order_api.app import create_app
 from order_api.config import Settings
-from order_api.platform.db.engine import create_engine
+from order_api.platform.db import create_engine
 from tests.accounts import Shop, ShopFactory
 from tests.smtp_server import SmtpServer
 from tests.streams import WAIT_SECONDS, LiveShop, LiveShopFactory, served

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from order_api.platform.db.engine import create_engine
+from order_api.platform.db import create_engine
 from tests.support import TEST_SECRET_KEY, delete_all_rows, make_settings
 from tests.test_cli import run
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_api.config import Settings
-from order_api.platform.db.engine import Base
+from order_api.platform.db import Base
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_POSTGRES_URL = os.environ.get(

@@ -72,6 +72,17 @@ def test_the_package_keeps_every_contract() -> None:
             "Only orders itself (and the app, which mounts routers) imports orders's router"
             " and repository",
         ),
+        (
+            "products/service.py",
+            "import order_api.orders.repository",
+            "Only orders itself (and the app, which mounts routers) imports orders's router"
+            " and repository",
+        ),
+        (
+            "orders/service.py",
+            "import order_api.platform.db.sessions",
+            "Outside the platform, its packages are entered through their doors",
+        ),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

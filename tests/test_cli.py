@@ -23,8 +23,8 @@ from typer.testing import CliRunner, Result
 from order_api.cli import cli
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.platform.db.engine import create_engine, create_sessionmaker
-from order_api.platform.telemetry.logs import configure_logging
+from order_api.platform.db import create_engine, create_sessions
+from order_api.platform.telemetry import configure_logging
 from tests.support import TEST_DB_POOL_SIZE, TEST_SECRET_KEY, make_settings
 
 ORDER_API = str(Path(sys.executable).parent / "order-api")
@@ -141,9 +141,10 @@ def test_worker_without_a_reachable_queue_is_one_line(tmp_path: Path) -> None:
 async def test_jobs_retry_failed_requeues_failed_rows(tmp_path: Path) -> None:
     assert run(["migrate"], tmp_path).returncode == 0
     database = tmp_path / "data" / "order_api.sqlite3"
-    engine = create_engine(make_settings(f"sqlite:///{database}", tmp_path / "data"))
+    settings = make_settings(f"sqlite:///{database}", tmp_path / "data")
+    engine = create_engine(settings)
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with create_sessions(engine, settings)() as session:
             failed = await outbox.enqueue(session, "email", {"template": "welcome"})
             await session.flush()
             await session.execute(
@@ -153,7 +154,7 @@ async def test_jobs_retry_failed_requeues_failed_rows(tmp_path: Path) -> None:
         result = run(["jobs", "retry-failed"], tmp_path)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "1 failed job(s) queued again"
-        async with create_sessionmaker(engine)() as session:
+        async with create_sessions(engine, settings)() as session:
             row = await session.get(OutboxMessage, failed)
         assert row is not None
         assert (row.status, row.attempts) == (OutboxStatus.PENDING, 0)

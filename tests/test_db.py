@@ -22,15 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Message, Receive, Scope, Send
 
 from order_api import migrations
+from order_api.config import Settings
 from order_api.jobs.models import OutboxMessage
-from order_api.platform.db.compiled_select import CompiledSelect, DatabaseReader, connection_lost
-from order_api.platform.db.engine import (
+from order_api.platform.db import (
     Base,
+    DatabaseReader,
     SessionDep,
+    Sessions,
+    Statement,
     UTCDateTime,
     WriteWhileReading,
+    checkouts,
+    connection_lost,
     create_engine,
-    create_sessionmaker,
+    create_sessions,
     reading_session,
     transaction_connection,
 )
@@ -43,12 +48,17 @@ COUNT_ROWS = text(f"SELECT count(*) FROM {SCRATCH}")  # noqa: S608 - a constant 
 INSERT_ROW = text(f"INSERT INTO {SCRATCH} (name) VALUES (:name)")  # noqa: S608
 
 
-_ONE = CompiledSelect(select(literal(1).label("one")))
+_ONE = Statement(select(literal(1).label("one")))
 
 
 @pytest.fixture
-async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(make_settings(database_url, tmp_path, db_statement_timeout_ms=250))
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path, db_statement_timeout_ms=250)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
     yield engine
     await engine.dispose()
 
@@ -80,9 +90,10 @@ async def test_postgres_statement_timeout_cancels_long_queries(engine: AsyncEngi
 class CommitProbe:
     """Pure ASGI wrapper that looks at the database the moment the response starts."""
 
-    def __init__(self, app: FastAPI, engine: AsyncEngine) -> None:
+    def __init__(self, app: FastAPI, sessions: Sessions) -> None:
         self.app = app
-        self.engine = engine
+        self.sessions = sessions
+        self.engine = sessions.engine
         self.rows_when_response_started: int | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,11 +111,11 @@ async def count_rows(engine: AsyncEngine) -> int:
 
 
 @pytest.fixture
-async def probe(engine: AsyncEngine) -> AsyncIterator[CommitProbe]:
+async def probe(engine: AsyncEngine, settings: Settings) -> AsyncIterator[CommitProbe]:
     async with engine.begin() as connection:
         await connection.execute(text(f"CREATE TABLE {SCRATCH} (name VARCHAR(20) PRIMARY KEY)"))
     app = FastAPI()
-    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.sessionmaker = create_sessions(engine, settings)
     install_error_handlers(app)
 
     @app.get("/rows/{name}")
@@ -121,7 +132,7 @@ async def probe(engine: AsyncEngine) -> AsyncIterator[CommitProbe]:
         return {"name": name}
 
     try:
-        yield CommitProbe(app, engine)
+        yield CommitProbe(app, app.state.sessionmaker)
     finally:
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP TABLE {SCRATCH}"))
@@ -139,7 +150,7 @@ async def test_session_commits_before_the_response_is_sent(probe: CommitProbe) -
 async def test_a_held_connection_is_always_the_current_transactions(probe: CommitProbe) -> None:
     """`transaction_connection` hands back the connection it holds only while the transaction
     that opened it lasts: a write through it commits and rolls back with the session."""
-    async with create_sessionmaker(probe.engine)() as session:
+    async with probe.sessions() as session:
         held = await transaction_connection(session)
         assert held is await session.connection()
         assert await transaction_connection(session) is held
@@ -169,7 +180,7 @@ async def test_a_get_reads_outside_any_transaction_and_may_not_write(
         ) as client:
             await client.get("/rows/sneaky")
     assert await count_rows(engine) == 0
-    async with reading_session(create_sessionmaker(engine)) as session:
+    async with reading_session(probe.sessions) as session:
         session.add(OutboxMessage(kind="probe", payload={}))
         with pytest.raises(WriteWhileReading):
             await session.flush()
@@ -253,16 +264,18 @@ async def applied_revision(engine: AsyncEngine) -> str | None:
 async def test_connections_are_handed_out_first_come_first_served(
     database_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(make_settings(database_url, tmp_path, db_pool_size=1, db_max_overflow=0))
+    settings = make_settings(database_url, tmp_path, db_pool_size=1, db_max_overflow=0)
+    engine = create_engine(settings)
+    sessions = create_sessions(engine, settings)
     served: list[int] = []
 
     async def wait_for_the_connection(number: int) -> None:
-        async with engine.connect() as connection:
+        async with sessions() as session:
             served.append(number)
-            await connection.execute(text("SELECT 1"))
+            await session.execute(text("SELECT 1"))
 
     try:
-        async with engine.connect() as held:
+        async with sessions() as held:
             await held.execute(text("SELECT 1"))
             waiting = []
             for number in range(5):
@@ -280,14 +293,63 @@ async def test_a_wait_for_a_connection_is_bounded(database_url: str, tmp_path: P
         database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.2
     )
     engine = create_engine(settings)
+    sessions = create_sessions(engine, settings)
     try:
-        async with engine.connect() as held:
+        async with sessions() as held:
             await held.execute(text("SELECT 1"))
             with pytest.raises(PoolTimeoutError):
-                async with engine.connect():
+                async with sessions.reading():
                     pass
-        async with engine.connect() as after:  # the timed-out wait gave its turn back
+        async with sessions() as after:  # the timed-out wait gave its turn back
             assert (await after.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_a_session_gives_its_connection_back_at_each_commit(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Between its transactions (a login hashing a password) a session holds no connection: the
+    next in line gets it, and the session takes one again for its next transaction."""
+    settings = make_settings(database_url, tmp_path, db_pool_size=1, db_max_overflow=0)
+    engine = create_engine(settings)
+    sessions = create_sessions(engine, settings)
+    reader = DatabaseReader(sessions)
+    try:
+        async with sessions() as session:
+            await session.execute(text("SELECT 1"))
+            waiting = asyncio.create_task(reader.fetch_value(_ONE))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()  # the session holds the pool's only connection
+            await session.commit()
+            assert await waiting == 1
+            assert (await session.execute(text("SELECT 2"))).scalar() == 2
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_only_a_connection_idle_for_a_while_is_pinged(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy connection goes out as it is; one idle past the limit is pinged first."""
+    settings = make_settings(database_url, tmp_path, db_pool_size=1, db_max_overflow=0)
+    engine = create_engine(settings)
+    sessions = create_sessions(engine, settings)
+    reader = DatabaseReader(sessions)
+    sent: list[str] = []
+    try:
+        async with sessions.checkouts.connection() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(driver, asyncpg.Connection)
+            driver.add_query_logger(lambda query: sent.append(query.query))
+        assert await reader.fetch_value(_ONE) == 1
+        assert ";" not in sent
+        monkeypatch.setattr(checkouts, "PING_AFTER_IDLE_SECONDS", 0.0)
+        assert await reader.fetch_value(_ONE) == 1
+        assert sent.count(";") == 1
     finally:
         await engine.dispose()
 
@@ -296,9 +358,10 @@ async def test_a_wait_for_a_connection_is_bounded(database_url: str, tmp_path: P
 async def test_a_compiled_read_that_times_out_is_a_transient_database_error(
     database_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(make_settings(database_url, tmp_path, db_statement_timeout_ms=100))
-    slow = CompiledSelect(select(func.pg_sleep(1).label("slept")))
-    reader = DatabaseReader(engine, create_sessionmaker(engine))
+    settings = make_settings(database_url, tmp_path, db_statement_timeout_ms=100)
+    engine = create_engine(settings)
+    slow = Statement(select(func.pg_sleep(1).label("slept")))
+    reader = DatabaseReader(create_sessions(engine, settings))
     try:
         with pytest.raises(DBAPIError) as raised:
             await reader.fetch_one(slow)
@@ -312,9 +375,10 @@ async def test_a_compiled_read_that_times_out_is_a_transient_database_error(
 async def test_a_compiled_read_whose_connection_dies_is_transient_and_the_next_gets_another(
     database_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(make_settings(database_url, tmp_path))
-    reader = DatabaseReader(engine, create_sessionmaker(engine))
-    sleeping = CompiledSelect(select(func.pg_sleep(30).label("slept")))
+    settings = make_settings(database_url, tmp_path)
+    engine = create_engine(settings)
+    reader = DatabaseReader(create_sessions(engine, settings))
+    sleeping = Statement(select(func.pg_sleep(30).label("slept")))
     admin = await asyncpg.connect(admin_postgres_dsn())
     try:
         read = asyncio.create_task(reader.fetch_one(sleeping))
@@ -343,9 +407,10 @@ async def test_a_compiled_read_waits_its_turn_in_the_pool_and_no_longer(
         database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.2
     )
     engine = create_engine(settings)
-    reader = DatabaseReader(engine, create_sessionmaker(engine))
+    sessions = create_sessions(engine, settings)
+    reader = DatabaseReader(sessions)
     try:
-        async with engine.connect() as held:
+        async with sessions() as held:
             await held.execute(text("SELECT 1"))
             with pytest.raises(PoolTimeoutError):
                 await reader.fetch_one(_ONE)
@@ -355,14 +420,13 @@ async def test_a_compiled_read_waits_its_turn_in_the_pool_and_no_longer(
 
 
 async def test_compiled_reads_give_the_same_typed_rows_on_both_databases(
-    database_url: str, tmp_path: Path
+    settings: Settings, engine: AsyncEngine
 ) -> None:
     """On PostgreSQL straight from asyncpg, on SQLite through a session: the same dict."""
-    engine = create_engine(make_settings(database_url, tmp_path))
-    reader = DatabaseReader(engine, create_sessionmaker(engine))
+    reader = DatabaseReader(create_sessions(engine, settings))
     moment = datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
     identity = uuid.UUID("7d6a2a52-1f7b-4c1d-9a43-0c3ad2f1d001")
-    typed = CompiledSelect(
+    typed = Statement(
         select(
             literal(identity, Uuid()).label("id"),
             literal(moment, UTCDateTime()).label("at"),
@@ -370,10 +434,7 @@ async def test_compiled_reads_give_the_same_typed_rows_on_both_databases(
             literal("text").label("text"),
         )
     )
-    try:
-        row = await reader.fetch_one(typed)
-    finally:
-        await engine.dispose()
+    row = await reader.fetch_one(typed)
     assert row == {"id": identity, "at": moment, "flag": True, "text": "text"}
     assert row is not None
     assert row["at"].utcoffset() == timedelta(0)

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from order_api.platform.errors import PROBLEM_MEDIA_TYPE
-from order_api.platform.telemetry.logs import REQUEST_ID_HEADER
+from order_api.platform.telemetry import REQUEST_ID_HEADER
 from tests.support import AppFactory
 
 SMALL_LIMIT = 2048

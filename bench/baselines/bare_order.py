@@ -77,12 +77,11 @@ async def claim(
             user_id,
             key,
             request_hash,
-            now,
-            expires_at,
-            request_hash,
+            None,
             None,
             now,
             expires_at,
+            None,
             now,
         )
         if claimed is None:
@@ -126,9 +125,7 @@ async def place(
     async with connection.transaction():
         lines: list[dict[str, Any]] = []
         for item in body.items:
-            product = await connection.fetchrow(
-                sql.RESERVE_STOCK, item.quantity, item.quantity, item.product_id, item.quantity
-            )
+            product = await connection.fetchrow(sql.RESERVE_STOCK, item.quantity, item.product_id)
             if product is None:
                 raise HTTPException(status_code=409)
             lines.append(
@@ -179,10 +176,13 @@ async def place(
         await connection.execute(
             sql.INSERT_ORDER_EVENT, uuid.uuid4(), order["id"], None, "PENDING", customer.id, now
         )
-        for kind, payload in outbox_rows(order, customer):
-            await connection.execute(
-                sql.INSERT_OUTBOX_MESSAGE, uuid.uuid4(), kind, payload, "pending", 0, now, now
-            )
+        await connection.executemany(
+            sql.INSERT_OUTBOX_MESSAGE,
+            [
+                (uuid.uuid4(), kind, payload, "pending", 0, now, None, None, now, None)
+                for kind, payload in outbox_rows(order, customer)
+            ],
+        )
         response_body = json.dumps(order, default=str)
         await connection.fetchrow(
             sql.STORE_IDEMPOTENT_RESPONSE, 201, response_body, customer.id, key, claimed_at

@@ -12,7 +12,6 @@ import redis.asyncio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api import __version__
 from order_api.auth.router import router as auth_router
@@ -22,22 +21,34 @@ from order_api.health.liveness import LIVENESS_ANSWER, LIVENESS_PATH
 from order_api.health.router import router as health_router
 from order_api.orders.router import router as orders_router
 from order_api.orders.stream import OrderStream
-from order_api.platform.adapters.cache import InProcessCache, RedisCache
-from order_api.platform.adapters.pubsub import InProcessPubSub, PubSub, RedisPubSub
-from order_api.platform.adapters.redis_connection import connect_redis
-from order_api.platform.db.compiled_select import DatabaseReader
-from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.adapters import (
+    InProcessCache,
+    InProcessPubSub,
+    PubSub,
+    RedisCache,
+    RedisPubSub,
+    connect_redis,
+)
+from order_api.platform.db import DatabaseReader, Sessions, create_engine, create_sessions
 from order_api.platform.errors import document_problems, install_error_handlers
-from order_api.platform.http import diagnostics
-from order_api.platform.http import docs as api_docs
-from order_api.platform.http.headers import CorsPolicy, SecurityHeaders
-from order_api.platform.http.links import add_links
-from order_api.platform.http.middleware import EdgeMiddleware, EdgeRules
-from order_api.platform.limits.rules import RateLimits
+from order_api.platform.http import (
+    OPENAPI_URL,
+    CorsPolicy,
+    EdgeMiddleware,
+    EdgeRules,
+    SecurityHeaders,
+    add_links,
+    diagnostics_router,
+    install_api_docs,
+)
+from order_api.platform.limits import RateLimits
 from order_api.platform.security import Passwords, Tokens
-from order_api.platform.telemetry.endpoint import router as metrics_router
-from order_api.platform.telemetry.logs import configure_logging, write_ended_requests
-from order_api.platform.telemetry.metrics import mark_this_process_dead
+from order_api.platform.telemetry import (
+    configure_logging,
+    mark_this_process_dead,
+    write_ended_requests,
+)
+from order_api.platform.telemetry import router as metrics_router
 from order_api.products.router import router as products_router
 from order_api.users.router import router as users_router
 from order_api.worker import Background
@@ -56,8 +67,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.reader = DatabaseReader(engine, app.state.sessionmaker)
+        app.state.sessionmaker = create_sessions(engine, settings)
+        app.state.reader = DatabaseReader(app.state.sessionmaker)
         app.state.passwords = passwords_from(settings)
         app.state.tokens = tokens_from(settings)
         redis_client = redis_client_from(settings)
@@ -86,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await order_stream.stop()
             await background.stop()
+            await app.state.rate_limits.aclose()
             if redis_client is not None:
                 await redis_client.aclose()
             await engine.dispose()
@@ -98,7 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         debug=False,
         lifespan=lifespan,
-        openapi_url=api_docs.OPENAPI_URL,
+        openapi_url=OPENAPI_URL,
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
@@ -130,9 +142,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users_router)
     app.include_router(board_router)
     app.include_router(metrics_router)
-    api_docs.install_api_docs(app)
+    install_api_docs(app)
     if settings.environment == "test":
-        app.include_router(diagnostics.router)
+        app.include_router(diagnostics_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -158,9 +170,7 @@ def passwords_from(settings: Settings) -> Passwords:
     )
 
 
-def order_stream_from(
-    settings: Settings, pubsub: PubSub, sessionmaker: async_sessionmaker[AsyncSession]
-) -> OrderStream:
+def order_stream_from(settings: Settings, pubsub: PubSub, sessionmaker: Sessions) -> OrderStream:
     return OrderStream(
         pubsub,
         sessionmaker,

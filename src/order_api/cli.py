@@ -27,11 +27,14 @@ from order_api.config import ConfigError, Settings, describe_validation_error, l
 from order_api.jobs import outbox
 from order_api.ops.mail_catcher import MailCatcherUnavailable
 from order_api.ops.stack import Stack, StackPlan
-from order_api.platform.adapters.cache import InProcessCache
-from order_api.platform.db.engine import create_engine, create_sessionmaker
-from order_api.platform.http.server import uvicorn_options
-from order_api.platform.telemetry.logs import configure_logging
-from order_api.platform.telemetry.metrics import MULTIPROC_DIR_VARIABLE, mark_this_process_dead
+from order_api.platform.adapters import InProcessCache
+from order_api.platform.db import create_engine, create_sessions
+from order_api.platform.http import uvicorn_options
+from order_api.platform.telemetry import (
+    MULTIPROC_DIR_VARIABLE,
+    configure_logging,
+    mark_this_process_dead,
+)
 from order_api.products.demo import seed_demo_catalogue
 from order_api.users import service as users_service
 from order_api.users.models import Role
@@ -181,7 +184,7 @@ async def open_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A session on an engine of its own, for one command; the engine is closed afterwards."""
     engine = create_engine(settings)
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with create_sessions(engine, settings)() as session:
             yield session
     finally:
         await engine.dispose()

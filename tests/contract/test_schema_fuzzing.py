@@ -21,7 +21,7 @@ import httpx2
 import pytest
 
 from order_api.app import passwords_from
-from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.db import create_engine, create_sessions
 from order_api.users import service as users_service
 from order_api.users.models import Role
 from order_api.users.schemas import UserCreate
@@ -92,7 +92,7 @@ async def log_in_as_new(service: LiveService, role: Role, tmp_path: Path) -> tup
     engine = create_engine(settings)
     data = UserCreate(email=new_email(role.value), password=PASSWORD, full_name="Fuzzer")
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with create_sessions(engine, settings)() as session:
             user = await users_service.register_user(
                 session, passwords_from(settings), data, role=role
             )

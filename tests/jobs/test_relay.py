@@ -15,7 +15,7 @@ from order_api.jobs import outbox
 from order_api.jobs.models import OutboxMessage, OutboxStatus
 from order_api.jobs.relay import OutboxRelay
 from order_api.notifications.emails import queue_email
-from order_api.orders.events import ORDER_EVENT_KIND, queue_order_event
+from order_api.orders.events import ORDER_EVENT_KIND, order_event_message
 from order_api.orders.models import OrderStatus
 from tests.jobs.conftest import WELCOME
 from tests.support import AppBuilder
@@ -35,9 +35,10 @@ async def commit_events(app: FastAPI, count: int) -> list[str]:
     order_ids = [uuid.uuid4() for _ in range(count)]
     async with app.state.sessionmaker() as session:
         for order_id in order_ids:
-            await queue_order_event(
-                session, order_id, uuid.uuid4(), OrderStatus.PENDING, None, datetime.now(UTC)
+            event = order_event_message(
+                order_id, uuid.uuid4(), OrderStatus.PENDING, None, datetime.now(UTC)
             )
+            await outbox.enqueue_all(session, [event])
         await session.commit()
     return [str(order_id) for order_id in order_ids]
 
@@ -106,14 +107,10 @@ async def test_events_a_pass_could_not_publish_are_due_again_at_once(make_app: A
 async def test_a_rolled_back_event_is_never_published(make_app: AppBuilder) -> None:
     app = await quiet_app(make_app)
     async with app.state.sessionmaker() as session:
-        await queue_order_event(
-            session,
-            uuid.uuid4(),
-            uuid.uuid4(),
-            OrderStatus.PAID,
-            OrderStatus.PENDING,
-            datetime.now(UTC),
+        event = order_event_message(
+            uuid.uuid4(), uuid.uuid4(), OrderStatus.PAID, OrderStatus.PENDING, datetime.now(UTC)
         )
+        await outbox.enqueue_all(session, [event])
         await session.rollback()
     published: list[str] = []
     assert await relay_of(app, recording(published)).relay_due() == 0

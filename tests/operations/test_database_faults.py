@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager, suppress
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import asyncpg
@@ -16,10 +17,9 @@ import httpx2
 import pytest
 from sqlalchemy import Connection, event, func, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.util import await_only
 
 from order_api.orders.models import Order
-from order_api.platform.db import stale_connections
+from order_api.platform.db import checkouts
 from order_api.users.models import Role
 from tests.accounts import Account, Shop, ShopFactory
 from tests.catalogue import (
@@ -63,7 +63,7 @@ async def test_a_connection_idle_long_enough_is_pinged_before_use(
 ) -> None:
     shop, customer, product = await shop_with_a_product(make_shop, stock=100)
     assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
-    monkeypatch.setattr(stale_connections, "PING_AFTER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(checkouts, "PING_AFTER_IDLE_SECONDS", 0.0)
     # Not waiting for the backends to end: the sockets may look open still; the ping finds out.
     assert await kill_backends(database_url, wait=False) >= 1
     assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
@@ -120,9 +120,17 @@ async def test_the_first_requests_after_killed_connections_succeed(
     assert await one_per_endpoint(shop, customer, product["id"]) == [200, 200, 201]
 
 
+async def kill_backend(pid: int) -> None:
+    admin = await asyncpg.connect(admin_postgres_dsn())
+    try:
+        await admin.fetchval("SELECT pg_terminate_backend($1, $2)", pid, TERMINATION_WAIT_MS)
+    finally:
+        await admin.close()
+
+
 @contextmanager
 def backend_ended_before_the_orders_commit(engine: AsyncEngine) -> Iterator[list[int]]:
-    """Fault injection on the real engine: the first keyed order's backend terminates itself
+    """Fault injection on the real engine: the first keyed order's backend is terminated
     between its last statement and COMMIT. Yields the pids ended."""
     ended: list[int] = []
 
@@ -136,10 +144,12 @@ def backend_ended_before_the_orders_commit(engine: AsyncEngine) -> Iterator[list
         if not connection.info.pop("order_reserving", False) or ended:
             return
         driver: asyncpg.Connection = connection.connection.driver_connection  # type: ignore[assignment]
-        ended.append(driver.get_server_pid())
-        # The statement fails as its backend goes, as intended: COMMIT finds the connection closed.
-        with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await_only(driver.execute("SELECT pg_terminate_backend(pg_backend_pid())"))
+        pid = driver.get_server_pid()
+        ended.append(pid)
+        # This event cannot await: the kill runs on a loop of its own, in a thread, and returns
+        # once the backend is gone. COMMIT then finds the connection closed.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, kill_backend(pid)).result()
 
     sync_engine = engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", note_reserving)

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from order_api.orders.models import Order
-from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.db import create_engine, create_sessions
 from order_api.products.models import Product
 from tests.accounts import bearer
 from tests.operations.test_database_faults import kill_backends
@@ -156,8 +156,9 @@ async def test_redis_and_database_faults_under_traffic(
             server.stop()
         assert server.process.returncode in {0, -signal.SIGTERM}
 
-        engine = create_engine(make_settings(postgres_database, tmp_path))
-        async with create_sessionmaker(engine)() as session:
+        settings = make_settings(postgres_database, tmp_path)
+        engine = create_engine(settings)
+        async with create_sessions(engine, settings)() as session:
             orders = await session.scalar(select(func.count()).select_from(Order))
             stock = await session.scalar(select(Product.stock))
         await engine.dispose()

@@ -10,7 +10,7 @@ import httpx2
 from sqlalchemy import func, select
 
 from order_api.orders.models import Order
-from order_api.platform.db.engine import create_engine, create_sessionmaker
+from order_api.platform.db import create_engine, create_sessions
 from order_api.products.models import Product
 from tests.accounts import PASSWORD, bearer
 from tests.processes import ADMIN, empty_database, migrate_and_create_admin, production_env
@@ -57,8 +57,9 @@ async def test_buyers_on_two_processes_get_exactly_the_stock(
             )
             server.stop()
             assert Counter(statuses) == {201: STOCK, 409: BUYERS - STOCK}
-            engine = create_engine(make_settings(postgres_database, tmp_path))
-            async with create_sessionmaker(engine)() as session:
+            settings = make_settings(postgres_database, tmp_path)
+            engine = create_engine(settings)
+            async with create_sessions(engine, settings)() as session:
                 stock = await session.scalar(select(Product.stock))
                 orders = await session.scalar(select(func.count()).select_from(Order))
             await engine.dispose()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from order_api.platform.adapters.cache import InProcessCache, RedisCache
+from order_api.platform.adapters import InProcessCache, RedisCache
 from order_api.users.models import Role
 from tests.accounts import Shop, ShopFactory
 from tests.catalogue import ORDERS, PRODUCTS, create_product, order

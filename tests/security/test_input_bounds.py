@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 
-from order_api.platform.db.pagination import MAX_PAGE_SIZE
+from order_api.platform.db import MAX_PAGE_SIZE
 from tests.openapi_walk import Schema, fetch_schema, operations, request_nodes, resolve
 
 # Strings of these formats have a fixed shape, so their length is bounded by the format itself.

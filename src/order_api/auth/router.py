@@ -6,12 +6,13 @@ from fastapi import APIRouter, Form, Response, status
 from pydantic.json_schema import SkipJsonSchema
 
 from order_api.auth import service
-from order_api.auth.dependencies import CurrentUser, PasswordsDep, TokensDep
+from order_api.auth.dependencies import CurrentUser
 from order_api.auth.schemas import RefreshRequest, TokenPair
-from order_api.platform.db.engine import SessionDep
+from order_api.platform.db import SessionDep
 from order_api.platform.errors import problem_responses
-from order_api.platform.http.bodies import UniqueKeysRoute
-from order_api.platform.limits.client_address import ClientAddressDep, RateLimitsDep
+from order_api.platform.http import UniqueKeysRoute
+from order_api.platform.limits import ClientAddressDep, RateLimitsDep
+from order_api.platform.security import PasswordsDep, TokensDep
 from order_api.users.password_policy import MAX_LENGTH
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=UniqueKeysRoute)
@@ -65,6 +66,6 @@ async def log_out(session: SessionDep, body: RefreshRequest) -> None:
 @router.post(
     "/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401)
 )
-async def log_out_everywhere(session: SessionDep, user: CurrentUser) -> None:
+async def log_out_everywhere(session: SessionDep, caller: CurrentUser) -> None:
     """End every login of the caller: all refresh tokens and all access tokens issued so far."""
-    await service.log_out_everywhere(session, user)
+    await service.log_out_everywhere(session, caller.id)

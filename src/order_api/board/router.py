@@ -8,7 +8,7 @@ from importlib.resources import files
 from fastapi import APIRouter, Response
 
 from order_api.platform.errors import NotFound
-from order_api.platform.http.headers import BOARD_CSP
+from order_api.platform.http import BOARD_CSP
 
 router = APIRouter(prefix="/board", include_in_schema=False)
 

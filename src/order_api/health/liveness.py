@@ -10,7 +10,7 @@ router declares the same answer in the OpenAPI schema; HEAD gets its headers wit
 from __future__ import annotations
 
 from order_api.health.schemas import Liveness
-from order_api.platform.http.middleware import FixedAnswer
+from order_api.platform.http import FixedAnswer
 
 LIVENESS_PATH = "/health/live"
 LIVENESS_BODY = Liveness().model_dump_json().encode()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
+from order_api.config import SettingsDep
 from order_api.health import service
 from order_api.health.schemas import Liveness, Readiness
+from order_api.platform.adapters import RedisDep
+from order_api.platform.db import EngineDep
 
 router = APIRouter(prefix="/health", tags=["operations"])
 
@@ -25,11 +28,11 @@ async def live() -> Liveness:
 # Named apart: a route's name is its operationId, which must be unique in the schema.
 @router.get("", summary="Readiness, per component", responses=READINESS_RESPONSES, name="health")
 @router.get("/ready", summary="Readiness, per component", responses=READINESS_RESPONSES)
-async def ready(request: Request, response: Response) -> Readiness:
-    settings = request.app.state.settings
-    report = await service.check_readiness(
-        request.app.state.engine, request.app.state.redis, settings.health_check_timeout_seconds
-    )
+async def ready(
+    engine: EngineDep, redis: RedisDep, settings: SettingsDep, response: Response
+) -> Readiness:
+    timeout_seconds = settings.health_check_timeout_seconds
+    report = await service.check_readiness(engine, redis, timeout_seconds)
     if report.status == "down":
         response.status_code = 503
     return report

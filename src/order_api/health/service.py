@@ -9,24 +9,18 @@ from collections.abc import Awaitable
 import redis.asyncio
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from order_api.health import repository
 from order_api.health.schemas import ComponentHealth, Readiness, ReadinessState
 
 logger = structlog.get_logger(__name__)
 
 
 async def check_database(engine: AsyncEngine, timeout_seconds: float) -> ComponentHealth:
-    async def select_one() -> None:
-        async with engine.connect() as connection:
-            # Autocommit: no transaction, so no wait behind a writer's lock (SQLite) and no
-            # BEGIN/ROLLBACK round trips (PostgreSQL).
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(text("SELECT 1"))
-
-    return await _bounded_check("database", select_one(), SQLAlchemyError, timeout_seconds)
+    probe = repository.select_one(engine)
+    return await _bounded_check("database", probe, SQLAlchemyError, timeout_seconds)
 
 
 async def check_redis(client: redis.asyncio.Redis, timeout_seconds: float) -> ComponentHealth:

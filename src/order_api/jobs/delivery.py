@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,12 +12,13 @@ from typing import Any
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.config import Settings
 from order_api.jobs import outbox
 from order_api.jobs.models import OutboxStatus
-from order_api.platform.telemetry.logs import JOBS
+from order_api.platform.db import Sessions
+from order_api.platform.telemetry import JOBS
 
 logger = structlog.get_logger(__name__)
 
@@ -29,12 +31,11 @@ class Completion:
     way to the database lies between them. A handler that records nothing is marked after it
     returns."""
 
-    def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], message: outbox.ClaimedMessage
-    ) -> None:
+    def __init__(self, sessionmaker: Sessions, message: outbox.ClaimedMessage) -> None:
         self._sessionmaker = sessionmaker
         self._message = message
         self._session: AsyncSession | None = None
+        self._open = contextlib.AsyncExitStack()
         # Set as the mark starts: from then on the effect happened, whatever the mark's fate.
         self.started = False
         # True once written, False when the lease was lost to another delivery; None until then.
@@ -45,9 +46,9 @@ class Completion:
         so no pool wait or stale-connection ping lands between that step and the mark."""
         if self._session is not None:
             return
-        self._session = self._sessionmaker()
         # Autocommit: the UPDATE is durable as it returns, with no BEGIN or COMMIT round trip.
-        await self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        autocommit = self._sessionmaker(autocommit=True)
+        self._session = await self._open.enter_async_context(autocommit)
 
     async def record(self) -> None:
         """The effect is final: mark the row done. A second call does nothing."""
@@ -59,9 +60,8 @@ class Completion:
         self.finished = await outbox.mark_done(self._session, self._message)
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        self._session = None
+        await self._open.aclose()
 
 
 Handler = Callable[[outbox.ClaimedMessage, Completion], Awaitable[None]]
@@ -75,7 +75,7 @@ class PermanentJobError(Exception):
 class JobRuntime:
     """What job functions need, built once per process from the settings."""
 
-    sessionmaker: async_sessionmaker[AsyncSession]
+    sessionmaker: Sessions
     handlers: Mapping[str, Handler]
     retry: outbox.RetryPolicy
     lease: timedelta
@@ -94,7 +94,7 @@ class JobRuntime:
     def from_settings(
         cls,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: Sessions,
         handlers: Mapping[str, Handler],
     ) -> JobRuntime:
         retry = outbox.RetryPolicy(

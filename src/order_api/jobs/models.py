@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Enum, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from order_api.platform.db.engine import Base, UTCDateTime
+from order_api.platform.db import Base, UTCDateTime
 
 
 class OutboxStatus(enum.StrEnum):

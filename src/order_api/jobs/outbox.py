@@ -1,43 +1,63 @@
 """The outbox's rules: write with the change, claim under a lease, finish once, retry with backoff.
 
-Every state change is one conditional UPDATE, so two relays or two deliveries of the same job
-never both win. Times come from Python (UTC) so SQLite and PostgreSQL compare the same values.
+The rows are read and written by jobs/repository.py. Times come from Python (UTC), so SQLite and
+PostgreSQL compare the same values.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.platform.db.compiled_writes import CompiledWrite
-from order_api.platform.db.engine import transaction_connection
+from order_api.jobs import repository
+from order_api.jobs.models import OutboxStatus
 
 RELAY_BATCH_SIZE = 100
 ERROR_TEXT_LIMIT = 2000
 OUTBOX_WRITTEN = "order_api.outbox_written"
-_INSERT_MESSAGE = CompiledWrite(insert(OutboxMessage))
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    """Work to promise: what kind of work, and what it needs (JSON)."""
+
+    kind: str
+    payload: dict[str, Any]
+
+
 async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any]) -> uuid.UUID:
     """Record work to do once this session commits; nothing happens if it rolls back."""
-    now = utc_now()
-    message_id = uuid.uuid4()
-    row = {"id": message_id, "kind": kind, "payload": payload, "available_at": now}
-    # An INSERT at once, in the caller's transaction: cheaper than an object to flush.
-    await _INSERT_MESSAGE.execute(await transaction_connection(session), {**row, "created_at": now})
-    session.info[OUTBOX_WRITTEN] = True
+    [message_id] = await enqueue_all(session, [NewMessage(kind, payload)])
     return message_id
+
+
+async def enqueue_all(session: AsyncSession, messages: Sequence[NewMessage]) -> list[uuid.UUID]:
+    """`enqueue` for several messages, written together (one instant, so no order among them)."""
+    now = utc_now()
+    ids = [uuid.uuid4() for _ in messages]
+    rows = [
+        {
+            "id": message_id,
+            "kind": message.kind,
+            "payload": message.payload,
+            "available_at": now,
+            "created_at": now,
+        }
+        for message_id, message in zip(ids, messages, strict=True)
+    ]
+    await repository.insert_outbox_messages(session, rows)
+    session.info[OUTBOX_WRITTEN] = True
+    return ids
 
 
 @dataclass(frozen=True)
@@ -61,56 +81,22 @@ async def claim_due(session: AsyncSession, lease: timedelta) -> tuple[uuid.UUID,
     first."""
     now = utc_now()
     token = uuid.uuid4()
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status.in_(
-                [OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.PROCESSING]
-            ),
-            OutboxMessage.available_at <= now,
-        )
-        .order_by(OutboxMessage.available_at)
-        .limit(RELAY_BATCH_SIZE)
-    )
-    claimed = await session.execute(
-        update(OutboxMessage)
-        # The repeated time test makes a concurrent relay that waited on the same rows skip them.
-        .where(OutboxMessage.id.in_(due.scalar_subquery()), OutboxMessage.available_at <= now)
-        .values(status=OutboxStatus.PENDING, available_at=now + lease, lease_token=token)
-        .returning(
-            OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.created_at
-        )
-        .execution_options(synchronize_session=False)
-    )
-    # RETURNING keeps no order: deliver in the order the work was written (events of one order).
-    rows = sorted(claimed, key=lambda row: row.created_at)
-    return token, [DueMessage(row.id, row.kind, row.payload) for row in rows]
+    rows = await repository.lease_due_messages(session, now, now + lease, token, RELAY_BATCH_SIZE)
+    # The lease keeps no order: deliver in the order the work was written (events of one order).
+    in_order = sorted(rows, key=lambda row: row.created_at)
+    return token, [DueMessage(row.id, row.kind, row.payload) for row in in_order]
 
 
 async def mark_dispatched(
     session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID, redelivery_after: timedelta
 ) -> None:
     """After the hand-off; a row a fast job already took (or failed) keeps its newer state."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id.in_(ids),
-            OutboxMessage.lease_token == token,
-            OutboxMessage.status == OutboxStatus.PENDING,
-        )
-        .values(status=OutboxStatus.DISPATCHED, available_at=utc_now() + redelivery_after)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.mark_dispatched(session, ids, token, utc_now() + redelivery_after)
 
 
 async def mark_published(session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID) -> None:
     """The relay delivered these rows itself: done, in one statement."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.lease_token == token)
-        .values(status=OutboxStatus.DONE, completed_at=utc_now(), lease_token=None)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.mark_all_done(session, ids, token, utc_now())
 
 
 async def give_back(
@@ -118,12 +104,7 @@ async def give_back(
 ) -> None:
     """Rows a relay claimed and could not deliver (Redis is down): due again after
     `retry_after`, not when the claim's lease runs out."""
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.lease_token == token)
-        .values(available_at=utc_now() + retry_after, lease_token=None)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.end_lease(session, ids, token, utc_now() + retry_after)
 
 
 async def start_processing(
@@ -132,39 +113,7 @@ async def start_processing(
     """Take the row for one delivery; None when it is done, failed, or another job holds it."""
     now = utc_now()
     token = uuid.uuid4()
-    row = (
-        await session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                or_(
-                    OutboxMessage.status == OutboxStatus.DISPATCHED,
-                    # Pending: handed over by a relay (it holds a token), or new / due for a retry;
-                    # a stale queue message never jumps a retry's backoff.
-                    and_(
-                        OutboxMessage.status == OutboxStatus.PENDING,
-                        or_(
-                            OutboxMessage.lease_token.is_not(None),
-                            OutboxMessage.available_at <= now,
-                        ),
-                    ),
-                    and_(
-                        OutboxMessage.status == OutboxStatus.PROCESSING,
-                        OutboxMessage.available_at <= now,
-                    ),
-                ),
-            )
-            # Counted when an attempt starts, so attempts that outlive their lease are counted too.
-            .values(
-                status=OutboxStatus.PROCESSING,
-                available_at=now + lease,
-                lease_token=token,
-                attempts=OutboxMessage.attempts + 1,
-            )
-            .returning(OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.attempts)
-            .execution_options(synchronize_session=False)
-        )
-    ).one_or_none()
+    row = await repository.start_processing(session, message_id, now, now + lease, token)
     if row is None:
         return None
     return ClaimedMessage(message_id, row.kind, row.payload, row.attempts, token)
@@ -172,31 +121,12 @@ async def start_processing(
 
 async def mark_done(session: AsyncSession, message: ClaimedMessage) -> bool:
     """False when the row's lease went to another delivery, which then decides its fate."""
-    # Core on the session's connection: the ORM's UPDATE machinery (~0.1 ms) would lie between
-    # an SMTP server's 250 and the mark, where a crash sends the e-mail twice.
-    connection = await session.connection()
-    result = await connection.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
-        .values(status=OutboxStatus.DONE, completed_at=utc_now(), lease_token=None)
-    )
-    return result.rowcount == 1
+    return await repository.mark_done(session, message.id, message.lease_token, utc_now())
 
 
 async def release(session: AsyncSession, message: ClaimedMessage) -> bool:
     """Hand a row back untried (its delivery was stopped): due now, the attempt not counted."""
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
-        .values(
-            status=OutboxStatus.PENDING,
-            available_at=utc_now(),
-            lease_token=None,
-            attempts=OutboxMessage.attempts - 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
+    return await repository.release(session, message.id, message.lease_token, utc_now())
 
 
 @dataclass(frozen=True)
@@ -223,27 +153,15 @@ async def record_failure(
     attempts = message.attempts
     gives_up = permanent or attempts >= policy.max_attempts
     status = OutboxStatus.FAILED if gives_up else OutboxStatus.PENDING
-    await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == message.id, OutboxMessage.lease_token == message.lease_token)
-        .values(
-            status=status,
-            last_error=error[:ERROR_TEXT_LIMIT],
-            available_at=utc_now() + policy.delay(attempts),
-            lease_token=None,
-        )
-        .execution_options(synchronize_session=False)
+    retry_at = utc_now() + policy.delay(attempts)
+    await repository.record_failure(
+        session, message.id, message.lease_token, status, error[:ERROR_TEXT_LIMIT], retry_at
     )
     return status
 
 
 async def retry_failed(session: AsyncSession) -> int:
     """Put every failed row back in line with fresh attempts; returns how many."""
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.FAILED)
-        .values(status=OutboxStatus.PENDING, attempts=0, available_at=utc_now(), lease_token=None)
-        .execution_options(synchronize_session=False)
-    )
+    count = await repository.retry_failed(session, utc_now())
     session.info[OUTBOX_WRITTEN] = True
-    return int(getattr(result, "rowcount", 0))
+    return count

@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from order_api.jobs import outbox
-from order_api.platform.telemetry.logs import OUTBOX_RELAYED
+from order_api.platform.db import Sessions
+from order_api.platform.telemetry import OUTBOX_RELAYED
 
 logger = structlog.get_logger(__name__)
 
@@ -34,7 +34,7 @@ STOP_SECONDS = 5.0
 class OutboxRelay:
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: Sessions,
         kick: Kick,
         *,
         publishers: Mapping[str, Publish] | None = None,
@@ -63,7 +63,7 @@ class OutboxRelay:
         def after_rollback(session: Session) -> None:
             session.info.pop(outbox.OUTBOX_WRITTEN, None)
 
-        session_class = self.sessionmaker.kw["sync_session_class"]
+        session_class = self.sessionmaker.session_class
         event.listen(session_class, "after_commit", after_commit)
         event.listen(session_class, "after_soft_rollback", lambda s, _: after_rollback(s))
 

@@ -11,7 +11,7 @@ from order_api.auth import models as _auth_models  # noqa: F401 - registers the 
 from order_api.config import load_settings
 from order_api.jobs import models as _jobs_models  # noqa: F401
 from order_api.orders import models as _orders_models  # noqa: F401
-from order_api.platform.db.engine import Base, create_engine
+from order_api.platform.db import Base, create_engine
 from order_api.products import models as _products_models  # noqa: F401
 from order_api.users import models as _users_models  # noqa: F401
 

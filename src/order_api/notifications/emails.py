@@ -27,15 +27,21 @@ _environment = Environment(
 )
 
 
-async def queue_email(
-    session: AsyncSession, template: str, to: str, context: dict[str, Any]
-) -> uuid.UUID:
-    """Promise an e-mail in the caller's transaction; it is sent only if that commits."""
+def email_message(template: str, to: str, context: dict[str, Any]) -> outbox.NewMessage:
+    """The outbox message of one e-mail, for `outbox.enqueue_all` with the change's others."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown e-mail template {template!r}")
     # JSON-safe now (UUIDs, decimals, datetimes), so the caller's commit never fails on it later.
     payload = {"template": template, "to": to, "context": to_jsonable_python(context)}
-    return await outbox.enqueue(session, EMAIL_KIND, payload)
+    return outbox.NewMessage(EMAIL_KIND, payload)
+
+
+async def queue_email(
+    session: AsyncSession, template: str, to: str, context: dict[str, Any]
+) -> uuid.UUID:
+    """Promise an e-mail in the caller's transaction; it is sent only if that commits."""
+    message = email_message(template, to, context)
+    return await outbox.enqueue(session, message.kind, message.payload)
 
 
 def message_id_for(outbox_id: uuid.UUID, sender: str) -> str:

@@ -23,7 +23,7 @@ from typing import IO
 import structlog
 
 from order_api.ops.mail_catcher import start_mail_catcher
-from order_api.platform.telemetry.metrics import mark_this_process_dead
+from order_api.platform.telemetry import mark_this_process_dead
 
 logger = structlog.get_logger("order_api.ops.stack")
 

@@ -12,26 +12,24 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from order_api.jobs import outbox
 from order_api.jobs.delivery import Completion
-from order_api.jobs.outbox import ClaimedMessage
+from order_api.jobs.outbox import ClaimedMessage, NewMessage
 from order_api.orders.models import OrderStatus
-from order_api.platform.adapters.pubsub import PubSub
+from order_api.platform.adapters import PubSub
 
 ORDER_EVENT_KIND = "order.event"
 ORDERS_CHANNEL = "orders"
 
 
-async def queue_order_event(
-    session: AsyncSession,
+def order_event_message(
     order_id: uuid.UUID,
     customer_id: uuid.UUID,
     status: OrderStatus,
     previous_status: OrderStatus | None,
     at: datetime,
-) -> None:
+) -> NewMessage:
+    """The outbox message of one status change, for `outbox.enqueue_all` with the change's
+    others."""
     payload = {
         "order_id": str(order_id),
         "customer_id": str(customer_id),
@@ -39,7 +37,7 @@ async def queue_order_event(
         "previous_status": previous_status.value if previous_status else None,
         "at": at.isoformat(),
     }
-    await outbox.enqueue(session, ORDER_EVENT_KIND, payload)
+    return NewMessage(ORDER_EVENT_KIND, payload)
 
 
 class OrderEventPublisher:

@@ -11,24 +11,20 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, null, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.service import Caller
-from order_api.orders import service
+from order_api.orders import repository, service
 from order_api.orders.models import IdempotencyRecord
+from order_api.orders.repository import KeyClaim
 from order_api.orders.schemas import OrderCreate, OrderRead
-from order_api.platform.db.compiled_writes import CompiledWrite
-from order_api.platform.db.engine import transaction_connection
 from order_api.platform.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
-from order_api.platform.limits.rules import RateLimits
-from order_api.platform.telemetry.logs import current_request_id
+from order_api.platform.limits import RateLimits
+from order_api.platform.telemetry import current_request_id
 
 RETENTION = timedelta(hours=24)
 # A claim with no outcome after this long belongs to a request that died: the key is free again.
@@ -36,25 +32,7 @@ ABANDONED_AFTER = timedelta(seconds=60)
 # Outcomes worth replaying: the order, and business refusals. Others may pass on a retry.
 STORED_STATUSES = frozenset({201, 409})
 PURGE_INTERVAL_SECONDS = 60.0
-# Our claim, if it is still ours: not settled, and not taken over meanwhile (a new instant).
-_OURS = (
-    IdempotencyRecord.user_id == bindparam("user"),
-    IdempotencyRecord.key == bindparam("claimed_key"),
-    IdempotencyRecord.response_status.is_(None),
-    IdempotencyRecord.created_at == bindparam("claimed_at"),
-)
-_FREE = CompiledWrite(delete(IdempotencyRecord).where(*_OURS))
-_SETTLE = CompiledWrite(
-    update(IdempotencyRecord)
-    .where(*_OURS)
-    .values(
-        response_status=bindparam("status"),
-        response_body=bindparam("body", type_=IdempotencyRecord.response_body.type),
-    )
-    .returning(IdempotencyRecord.id)
-)
 _next_purge = 0.0
-OnConflictInsert = postgresql.Insert | sqlite.Insert
 
 
 class KeyReused(ValidationFailed):
@@ -93,20 +71,17 @@ async def submit_order(
     await rate_limits.check_order(str(customer.id))
     if key is None:
         return _created(await service.place_order(session, customer, data, currency))
-    user_id = customer.id
     request_hash = _fingerprint(data)
-    claim = await _claim(session, user_id, key, request_hash)
+    claim = await _claim(session, customer.id, key, request_hash)
     if isinstance(claim, IdempotencyRecord):
         return _replay(claim, request_hash)
-    ours = {"user": user_id, "claimed_key": key, "claimed_at": claim}
     try:
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
-        outcome_values = {"status": outcome.status, "body": outcome.body}
-        settled = await _SETTLE.scalar(
-            await transaction_connection(session), {**ours, **outcome_values}
+        settled = await repository.settle_idempotency_key(
+            session, claim, outcome.status, outcome.body
         )
-        if settled is None:
+        if not settled:
             raise RequestInProgress()
         # Committed here, not by the request: a COMMIT lost with its connection then frees the key
         # below (or finds it settled, if the COMMIT landed) instead of holding it for a minute.
@@ -115,121 +90,62 @@ async def submit_order(
         await session.rollback()
         stored = error.status in STORED_STATUSES and not isinstance(error, RequestInProgress)
         body = json.loads(bytes(error.to_response().body)) if stored else None
-        await _settle(session, ours, error.status, body)
+        await _settle(session, claim, error.status, body)
         raise
     except BaseException:
         await session.rollback()
-        await _settle(session, ours, None, None)
+        await _settle(session, claim, None, None)
         raise
     return outcome
 
 
 async def _claim(
     session: AsyncSession, user_id: uuid.UUID, key: str, request_hash: str
-) -> IdempotencyRecord | datetime:
-    """The instant of our claim when this request now owns the key (it identifies the claim);
-    else the record it must answer from. One statement claims a free or expired key."""
+) -> IdempotencyRecord | KeyClaim:
+    """Our claim when this request now owns the key; else the record it must answer from."""
     now = datetime.now(UTC)
-    connection = await transaction_connection(session)
-    await _purge_expired_now_and_then(connection, now)
-    values = {
-        "id": uuid.uuid4(),
-        "user_id": user_id,
-        "key": key,
-        "request_hash": request_hash,
-        "created_at": now,
-        "expires_at": now + RETENTION,
-        "claimed_at": now,
-    }
-    claimed = await _CLAIM.scalar(connection, values)
-    if claimed is not None:
+    await _purge_expired_now_and_then(session, now)
+    claim = KeyClaim(user_id, key, now)
+    if await repository.claim_idempotency_key(session, claim, request_hash, now + RETENTION):
         await session.commit()
-        return now
-    existing = await _find(session, user_id, key)
+        return claim
+    existing = await repository.find_idempotency_record(session, user_id, key)
     taken_over = (
         existing is not None
         and _abandoned(existing, now)
-        and await _take_over(session, existing, request_hash, now)
+        and await repository.take_over_idempotency_record(
+            session, existing, claim, request_hash, now + RETENTION
+        )
     )
     await session.commit()
     if taken_over:
-        return now
-    found = await _find(session, user_id, key)
+        return claim
+    found = await repository.find_idempotency_record(session, user_id, key)
     if found is None:
         raise RequestInProgress()  # claimed and freed again meanwhile: the retry will tell
     return found
 
 
-def _claim_statement(insert: Callable[[type[IdempotencyRecord]], OnConflictInsert]) -> Any:
-    """Claims a free key, or takes over an expired record of it; returns nothing when the key
-    is held. Built once per dialect: building it per request cost more than running it."""
-    statement = insert(IdempotencyRecord)
-    fresh = ("request_hash", "created_at", "expires_at")
-    return statement.on_conflict_do_update(
-        index_elements=[IdempotencyRecord.user_id, IdempotencyRecord.key],
-        set_={
-            **{name: statement.excluded[name] for name in fresh},
-            "response_status": None,
-            "response_body": null(),
-        },
-        where=IdempotencyRecord.expires_at <= bindparam("claimed_at"),
-    ).returning(IdempotencyRecord.id)
-
-
-_CLAIM = CompiledWrite(
-    _claim_statement(postgresql.insert), elsewhere=_claim_statement(sqlite.insert)
-)
-
-
-async def _purge_expired_now_and_then(connection: AsyncConnection, now: datetime) -> None:
-    """Expired records are claimed over by the statement above; this only keeps the table small,
+async def _purge_expired_now_and_then(session: AsyncSession, now: datetime) -> None:
+    """Expired records are claimed over by the claim itself; this only keeps the table small,
     at most once a minute per process rather than on every order."""
     global _next_purge
     if time.monotonic() < _next_purge:
         return
     _next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
-    await connection.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
+    await repository.delete_expired_idempotency_records(session, now)
 
 
-async def _settle(
-    session: AsyncSession, ours: dict[str, Any], status: int | None, body: Any
-) -> None:
+async def _settle(session: AsyncSession, claim: KeyClaim, status: int | None, body: Any) -> None:
     """Record a refusal worth replaying, or free the key for a retry; committed at once.
 
-    `ours` matches our claim only, so a claim taken over by a retry is left to its new owner.
+    Only our claim is touched: a claim taken over by a retry is left to its new owner.
     """
-    connection = await transaction_connection(session)
-    if body is None:
-        await _FREE.execute(connection, ours)
+    if status is None or body is None:
+        await repository.free_idempotency_key(session, claim)
     else:
-        await _SETTLE.execute(connection, {**ours, "status": status, "body": body})
+        await repository.settle_idempotency_key(session, claim, status, body)
     await session.commit()
-
-
-async def _find(session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
-    return await session.scalar(
-        select(IdempotencyRecord)
-        .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
-        .execution_options(populate_existing=True)
-    )
-
-
-async def _take_over(
-    session: AsyncSession, record: IdempotencyRecord, request_hash: str, now: datetime
-) -> bool:
-    """Claim a dead request's key; conditional, so of two retries taking over only one wins."""
-    taken = await session.scalar(
-        update(IdempotencyRecord)
-        .where(
-            IdempotencyRecord.id == record.id,
-            IdempotencyRecord.response_status.is_(None),
-            IdempotencyRecord.created_at == record.created_at,
-        )
-        .values(created_at=now, request_hash=request_hash, expires_at=now + RETENTION)
-        .returning(IdempotencyRecord.id)
-        .execution_options(synchronize_session=False)
-    )
-    return taken is not None
 
 
 def _abandoned(record: IdempotencyRecord, now: datetime) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from order_api.platform.db.engine import Base, UTCDateTime
+from order_api.platform.db import Base, UTCDateTime
 
 
 class OrderStatus(enum.StrEnum):

@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket, status
+from fastapi import APIRouter, Header, Query, WebSocket, status
 from fastapi.responses import JSONResponse
 
-from order_api.auth.dependencies import CurrentCaller, CurrentUser, StaffUser
+from order_api.auth.dependencies import CurrentUser, StaffUser
+from order_api.config import CurrencyDep
 from order_api.orders import idempotency, service
 from order_api.orders.schemas import (
     IdempotencyKey,
@@ -17,10 +18,11 @@ from order_api.orders.schemas import (
     OrderRead,
     StatusChange,
 )
-from order_api.orders.stream_socket import serve_order_stream
-from order_api.platform.db.engine import SessionDep
+from order_api.orders.stream_socket import StreamServicesDep, serve_order_stream
+from order_api.platform.db import SessionDep
 from order_api.platform.errors import problem_responses
-from order_api.platform.http.bodies import UniqueKeysRoute
+from order_api.platform.http import UniqueKeysRoute
+from order_api.platform.limits import RateLimitsDep
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueKeysRoute)
 
@@ -32,19 +34,18 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"], route_class=UniqueK
     responses=problem_responses(401, 409, 429),
 )
 async def place_order(
-    request: Request,
     session: SessionDep,
-    customer: CurrentCaller,
+    customer: CurrentUser,
+    rate_limits: RateLimitsDep,
+    currency: CurrencyDep,
     body: OrderCreate,
     idempotency_key: Annotated[IdempotencyKey | None, Header()] = None,
 ) -> JSONResponse:
     """Order products at the catalogue's prices. With an `Idempotency-Key`, a retry of the same
     body within 24 hours gets the first answer again (header `Idempotent-Replayed: true`).
     Orders are limited per customer, replays included (429 with `Retry-After`)."""
-    # The limits and the currency straight from the app: two dependencies less.
-    state = request.app.state
     outcome = await idempotency.submit_order(
-        session, state.rate_limits, customer, body, idempotency_key, state.settings.currency
+        session, rate_limits, customer, body, idempotency_key, currency
     )
     return JSONResponse(
         outcome.body, outcome.status, headers=outcome.headers, media_type=outcome.media_type
@@ -92,15 +93,17 @@ async def order_events(
 
 
 @router.websocket("/ws")
-async def watch_every_order(websocket: WebSocket, token: str | None = None) -> None:
+async def watch_every_order(
+    websocket: WebSocket, services: StreamServicesDep, token: str | None = None
+) -> None:
     """Staff: every order's status changes, live. See docs/orders.md for frames and codes."""
-    await serve_order_stream(websocket, token, customer=None)
+    await serve_order_stream(websocket, services, token, customer=None)
 
 
 @router.websocket("/ws/{customer_id}")
 async def watch_customer_orders(
-    websocket: WebSocket, customer_id: str, token: str | None = None
+    websocket: WebSocket, services: StreamServicesDep, customer_id: str, token: str | None = None
 ) -> None:
     """One customer's order status changes, live: the customer themself, or staff."""
     # A str, not a UUID: the token is checked before the id's shape, and a bad id gets a code.
-    await serve_order_stream(websocket, token, customer=customer_id)
+    await serve_order_stream(websocket, services, token, customer=customer_id)

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from order_api.orders.models import OrderStatus
-from order_api.platform.db.pagination import Page, PageQuery
+from order_api.platform.db import Page, PageQuery
 from order_api.platform.fields import AS_INTEGER
 from order_api.products.schemas import PriceCents
 

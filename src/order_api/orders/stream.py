@@ -17,19 +17,20 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import structlog
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from order_api.auth.service import revocation_cutoffs
 from order_api.orders.events import ORDERS_CHANNEL
 from order_api.orders.models import OrderStatus
-from order_api.platform.adapters.pubsub import PubSub
-from order_api.platform.db.engine import reading_session
-from order_api.platform.telemetry.logs import (
+from order_api.platform.adapters import PubSub
+from order_api.platform.db import Sessions, reading_session
+from order_api.platform.telemetry import (
     ORDER_EVENT_DELAY,
     STREAM_MESSAGES_DROPPED,
     WEBSOCKET_CLOSES,
@@ -60,8 +61,6 @@ TOKEN_EXPIRED = Closing(TOKEN_REFUSED, "access token expired; reconnect with a f
 TOKEN_REVOKED = Closing(TOKEN_REFUSED, "access token revoked")
 FELL_BEHIND = Closing(1013, "too many events waiting; reconnect and re-read the order history")
 NOT_READING = Closing(1013, "the connection took no frame for a heartbeat; reconnect and re-read")
-# As the server's protocol reports a peer that answered no ping in time (platform.http.server).
-MISSED_PINGS = Closing(1011, "no pong")
 USER_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets for this account; retry later")
 ADDRESS_SOCKETS_FULL = Closing(TOO_MANY, "too many open sockets from this address; retry later")
 SHUTTING_DOWN = Closing(1001, "server shutting down; reconnect")
@@ -133,7 +132,7 @@ class OrderStream:
     def __init__(
         self,
         pubsub: PubSub,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        sessionmaker: Sessions,
         *,
         heartbeat_seconds: float,
         backlog: int,
@@ -281,3 +280,11 @@ def _report_death(task: asyncio.Task[None]) -> None:
     """These tasks run for the process's life: one that ends on its own is a bug to see at once."""
     if not task.cancelled():
         logger.error("order_stream_task_died", task=task.get_name(), error=repr(task.exception()))
+
+
+async def app_order_stream(connection: HTTPConnection) -> OrderStream:
+    hub: OrderStream = connection.app.state.order_stream
+    return hub
+
+
+OrderStreamDep = Annotated[OrderStream, Depends(app_order_stream)]

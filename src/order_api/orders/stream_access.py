@@ -7,11 +7,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from order_api.auth.service import user_for_claims
-from order_api.orders.service import is_staff
+from order_api.auth.service import caller_for_claims
 from order_api.orders.stream import NOT_ALLOWED, TOKEN_REFUSED, Closing, Viewer
+from order_api.platform.db import DatabaseReader
 from order_api.platform.security import InvalidToken, Tokens
 
 
@@ -41,7 +39,7 @@ class Handshake:
 
 
 async def admit_viewer(
-    session: AsyncSession,
+    reader: DatabaseReader,
     tokens: Tokens,
     handshake: Handshake,
     token: str | None,
@@ -56,7 +54,7 @@ async def admit_viewer(
         raise StreamRefused(TOKEN_REFUSED, "an access token is required: ?token=...")
     try:
         claims = tokens.verify_access(token)
-        user = await user_for_claims(session, claims)
+        caller = await caller_for_claims(reader, claims)
     except InvalidToken:
         raise StreamRefused(
             TOKEN_REFUSED, "the access token is invalid, expired or revoked"
@@ -64,7 +62,7 @@ async def admit_viewer(
     if not handshake.origin_allowed():
         raise StreamRefused(NOT_ALLOWED, "pages from this origin may not open the stream")
     if customer is None:
-        if not is_staff(user):
+        if not caller.is_staff:
             raise StreamRefused(NOT_ALLOWED, "only staff may watch every order")
         customer_id = None
     else:
@@ -72,6 +70,6 @@ async def admit_viewer(
             customer_id = uuid.UUID(customer)
         except ValueError:
             raise StreamRefused(1008, "the customer id is not a UUID") from None
-        if customer_id != user.id and not is_staff(user):
+        if customer_id != caller.id and not caller.is_staff:
             raise StreamRefused(NOT_ALLOWED, "you may watch only your own orders")
-    return Viewer(user.id, claims.issued_at, claims.expires_at, customer_id)
+    return Viewer(caller.id, claims.issued_at, claims.expires_at, customer_id)

@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from typing import Annotated
 
 import structlog
+from fastapi import Depends
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from order_api.config import Settings, SettingsDep
 from order_api.orders.stream import (
     CLIENT_GONE,
-    MISSED_PINGS,
     NOT_READING,
     TOO_MANY,
     Closing,
     OrderStream,
+    OrderStreamDep,
     SocketCapReached,
     Watcher,
 )
 from order_api.orders.stream_access import Handshake, StreamRefused, admit_viewer
-from order_api.platform.db.engine import reading_session
+from order_api.platform.db import DatabaseReader, ReaderDep
 from order_api.platform.errors import TooManyRequests
-from order_api.platform.limits.client_address import client_address
-from order_api.platform.limits.rules import RateLimits, address_key
-from order_api.platform.telemetry.logs import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
+from order_api.platform.limits import RateLimits, RateLimitsDep, address_key, client_address
+from order_api.platform.security import Tokens, TokensDep
+from order_api.platform.telemetry import WEBSOCKET_CLOSES, WEBSOCKET_MESSAGES
 
 logger = structlog.get_logger(__name__)
 
@@ -39,25 +43,48 @@ UNAVAILABLE = Closing(1013, "the service cannot check the token now; try again l
 DISCONNECTED = (WebSocketDisconnect, OSError, RuntimeError)
 
 
-async def serve_order_stream(websocket: WebSocket, token: str | None, customer: str | None) -> None:
+@dataclass(frozen=True)
+class StreamServices:
+    """What a socket of the order stream uses: the hub, the limits, what checks its token."""
+
+    hub: OrderStream
+    rate_limits: RateLimits
+    tokens: Tokens
+    reader: DatabaseReader
+    settings: Settings
+
+
+async def stream_services(
+    hub: OrderStreamDep,
+    rate_limits: RateLimitsDep,
+    tokens: TokensDep,
+    reader: ReaderDep,
+    settings: SettingsDep,
+) -> StreamServices:
+    return StreamServices(hub, rate_limits, tokens, reader, settings)
+
+
+StreamServicesDep = Annotated[StreamServices, Depends(stream_services)]
+
+
+async def serve_order_stream(
+    websocket: WebSocket, services: StreamServices, token: str | None, customer: str | None
+) -> None:
     """One socket's whole life. `customer` None is the every-order stream (staff)."""
-    state = websocket.app.state
-    hub: OrderStream = state.order_stream
-    limits: RateLimits = state.rate_limits
-    address = client_address(websocket.scope, state.settings.trusted_proxies)
+    hub, settings = services.hub, services.settings
+    address = client_address(websocket.scope, settings.trusted_proxies)
     try:
-        await limits.check_websocket(address)
+        await services.rate_limits.check_websocket(address)
     except TooManyRequests as refusal:
         await _refuse(websocket, Closing(TOO_MANY, refusal.detail))
         return
     handshake = Handshake(
         origin=websocket.headers.get("origin"),
         host=websocket.headers.get("host"),
-        allowed_origins=state.settings.allowed_origins,
+        allowed_origins=settings.allowed_origins,
     )
     try:
-        async with reading_session(state.sessionmaker) as session:
-            viewer = await admit_viewer(session, state.tokens, handshake, token, customer)
+        viewer = await admit_viewer(services.reader, services.tokens, handshake, token, customer)
     except StreamRefused as refusal:
         await _refuse(websocket, refusal.closing)
         return
@@ -132,9 +159,5 @@ async def _refuse_client_frames(websocket: WebSocket, watcher: Watcher) -> None:
         message = await websocket.receive()
     except DISCONNECTED:
         message = {"type": "websocket.disconnect"}
-    if message["type"] != "websocket.disconnect":
-        watcher.end(NO_MESSAGES_TAKEN)
-    elif (message.get("code"), message.get("reason")) == (MISSED_PINGS.code, MISSED_PINGS.reason):
-        watcher.end(MISSED_PINGS)  # the server gave up on it: counted like the stream's own closes
-    else:
-        watcher.end(CLIENT_GONE)
+    # A peer that answered no ping is gone too: the server closed it (1011) and says only that.
+    watcher.end(NO_MESSAGES_TAKEN if message["type"] != "websocket.disconnect" else CLIENT_GONE)

@@ -16,9 +16,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from order_api.platform.db.engine import DatabaseUnreachable
-from order_api.platform.http.bodies import DUPLICATE_KEY
+from order_api.platform.db import DatabaseUnreachable
 from order_api.platform.telemetry.logs import current_request_id
+
+# How a JSON body with a key given twice is refused (platform/http/bodies.py): a 400.
+DUPLICATE_KEY = "duplicate key"
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:order-api:problem:"

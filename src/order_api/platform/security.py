@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import jwt
+from fastapi import Depends
+from fastapi.requests import HTTPConnection
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
@@ -249,3 +251,17 @@ def _is_time(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return 0 <= value < MAX_NUMERIC_DATE
+
+
+async def app_passwords(connection: HTTPConnection) -> Passwords:
+    passwords: Passwords = connection.app.state.passwords
+    return passwords
+
+
+async def app_tokens(connection: HTTPConnection) -> Tokens:
+    tokens: Tokens = connection.app.state.tokens
+    return tokens
+
+
+PasswordsDep = Annotated[Passwords, Depends(app_passwords)]
+TokensDep = Annotated[Tokens, Depends(app_tokens)]

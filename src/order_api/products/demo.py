@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.platform.adapters.cache import Cache
-from order_api.products.models import Product
+from order_api.platform.adapters import Cache
+from order_api.products import repository
 from order_api.products.schemas import ProductCreate
 from order_api.products.service import create_product
 
@@ -24,7 +23,7 @@ DEMO_PRODUCTS = (
 
 async def seed_demo_catalogue(session: AsyncSession, cache: Cache) -> int:
     """Create the demo products on an empty catalogue; return how many were created."""
-    if await session.scalar(select(Product.id).limit(1)) is not None:
+    if await repository.any_product(session):
         return 0
     for product in DEMO_PRODUCTS:
         await create_product(session, cache, product)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from order_api.platform.db.engine import Base, UTCDateTime
+from order_api.platform.db import Base, UTCDateTime
 
 
 class Product(Base):

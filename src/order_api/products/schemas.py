@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import SkipJsonSchema
 
-from order_api.platform.db.pagination import Page, PageQuery
+from order_api.platform.db import Page, PageQuery
 from order_api.platform.fields import AS_INTEGER, Paragraphs, PartialUpdate, SearchText, SingleLine
 from order_api.products.models import Product
 

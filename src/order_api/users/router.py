@@ -5,11 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from order_api.auth.dependencies import AdminUser, CurrentUser, PasswordsDep, StaffUser
-from order_api.platform.db.engine import SessionDep
+from order_api.auth.dependencies import AdminUser, CurrentUser, StaffUser
+from order_api.platform.db import SessionDep
 from order_api.platform.errors import problem_responses
-from order_api.platform.http.bodies import UniqueKeysRoute
-from order_api.platform.limits.client_address import ClientAddressDep, RateLimitsDep
+from order_api.platform.http import UniqueKeysRoute
+from order_api.platform.limits import ClientAddressDep, RateLimitsDep
+from order_api.platform.security import PasswordsDep
 from order_api.users import service
 from order_api.users.schemas import (
     OwnProfileUpdate,
@@ -38,8 +39,8 @@ async def register(
 
 
 @router.get("/me", responses=problem_responses(401))
-async def read_me(user: CurrentUser) -> UserRead:
-    return UserRead.model_validate(user)
+async def read_me(session: SessionDep, caller: CurrentUser) -> UserRead:
+    return UserRead.model_validate(await service.get_user(session, caller.id))
 
 
 @router.patch("/me", responses=problem_responses(401, 403, 409, 429))
@@ -48,13 +49,15 @@ async def update_me(
     passwords: PasswordsDep,
     rate_limits: RateLimitsDep,
     client: ClientAddressDep,
-    user: CurrentUser,
+    caller: CurrentUser,
     body: OwnProfileUpdate,
 ) -> UserRead:
     """Change your name, e-mail or password; the last two need `current_password`. A new
     password ends every login, this one included. A `current_password` check counts as a login
     attempt of the account and the client address (429 with `Retry-After` past the limits)."""
-    updated = await service.update_own_profile(session, passwords, rate_limits, client, user, body)
+    updated = await service.update_own_profile(
+        session, passwords, rate_limits, client, caller, body
+    )
     return UserRead.model_validate(updated)
 
 

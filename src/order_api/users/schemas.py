@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from order_api.platform.db.pagination import Page, PageQuery
+from order_api.platform.db import Page, PageQuery
 from order_api.platform.fields import EmailAddress, PartialUpdate, SearchText, SingleLine
 from order_api.users.models import Role
 from order_api.users.password_policy import GivenPassword, NewPassword

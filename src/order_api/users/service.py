@@ -7,16 +7,15 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import ColumnElement, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth import service as auth_service
+from order_api.auth.service import Caller
 from order_api.notifications.emails import queue_email
-from order_api.platform.db.pagination import fetch_page
 from order_api.platform.errors import Conflict, Forbidden, NotFound
-from order_api.platform.limits.rules import RateLimits
+from order_api.platform.limits import RateLimits
 from order_api.platform.security import Passwords
+from order_api.users import repository
 from order_api.users.models import Role, User
 from order_api.users.schemas import OwnProfileUpdate, UserCreate, UserQuery, UserUpdate
 
@@ -80,11 +79,8 @@ async def register_user(
         created_at=now,
         updated_at=now,
     )
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise EmailTaken() from None  # a concurrent registration won the unique constraint
+    if not await repository.add_user(session, user):
+        raise EmailTaken()  # a concurrent registration won the unique constraint
     if role is Role.CUSTOMER:
         # Nothing the registrant typed: the address is unverified, so the mail may reach a stranger
         # (even the address's own `+tag` is the registrant's text: it shows only in To).
@@ -99,23 +95,25 @@ async def update_own_profile(
     passwords: Passwords,
     rate_limits: RateLimits,
     client: str,
-    user: User,
+    caller: Caller,
     data: OwnProfileUpdate,
 ) -> User:
     """The caller's own change; a `current_password` check counts as a login attempt, against
     the same per-account and per-address limits, so it is no way round them to guess passwords.
     """
-    verified_hash, new_hash = user.hashed_password, None
+    verified_hash: str | None = None
+    new_hash: str | None = None
     if data.current_password is not None:
+        verified_hash = (await get_user(session, caller.id)).hashed_password
         await session.commit()  # release the connection and SQLite lock while Argon2 runs
-        await rate_limits.check_login(client, user.email)
+        await rate_limits.check_login(client, caller.email)
         matches, _ = await passwords.verify(data.current_password, verified_hash, caller=client)
         if not matches:
-            logger.info("current_password_rejected", user_id=str(user.id))
+            logger.info("current_password_rejected", user_id=str(caller.id))
             raise WrongCurrentPassword()
         if data.password is not None:
             new_hash = await passwords.hash(data.password, caller=client)
-    user = await _locked(session, user.id)
+    user = await _locked(session, caller.id)
     if data.current_password is not None and user.hashed_password != verified_hash:
         # Rehashed at a login, or changed, while we hashed: check again, this once under the lock.
         stored_hash = user.hashed_password
@@ -156,7 +154,7 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, data: UserUpdat
     return await _save(session, user)
 
 
-async def deactivate_user(session: AsyncSession, actor: User, user_id: uuid.UUID) -> None:
+async def deactivate_user(session: AsyncSession, actor: Caller, user_id: uuid.UUID) -> None:
     """Soft delete, by an admin or the user themself; to anyone else the account does not exist."""
     if actor.role is not Role.ADMIN and actor.id != user_id:
         raise UserNotFound()
@@ -173,27 +171,19 @@ async def deactivate_user(session: AsyncSession, actor: User, user_id: uuid.UUID
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
-    user = await session.get(User, user_id)
+    user = await repository.find_user(session, user_id)
     if user is None:
         raise UserNotFound()
     return user
 
 
 async def list_users(session: AsyncSession, query: UserQuery) -> tuple[list[User], int]:
-    conditions: list[ColumnElement[bool]] = []
-    if query.email:
-        conditions.append(User.email.contains(query.email.lower(), autoescape=True))
-    if query.role is not None:
-        conditions.append(User.role == query.role)
-    if query.is_active is not None:
-        conditions.append(User.is_active.is_(query.is_active))
-    statement = select(User).where(*conditions).order_by(User.created_at, User.id)
-    return await fetch_page(session, query, statement)
+    return await repository.user_page(session, query)
 
 
 async def create_first_admin(session: AsyncSession, passwords: Passwords) -> str | None:
     """On a shop with no admin at all, create one; return its generated password (else None)."""
-    if await session.scalar(select(User.id).where(User.role == Role.ADMIN).limit(1)):
+    if await repository.any_admin(session):
         return None
     password = secrets.token_urlsafe(18)
     data = UserCreate(email=FIRST_ADMIN_EMAIL, password=password, full_name="Administrator")
@@ -202,20 +192,14 @@ async def create_first_admin(session: AsyncSession, passwords: Passwords) -> str
 
 
 async def _ensure_email_free(session: AsyncSession, email: str) -> None:
-    if await session.scalar(select(User.id).where(User.email == email)):
+    if await repository.email_taken(session, email):
         raise EmailTaken()
 
 
 async def _lock_admins_keeping_one(session: AsyncSession, leaving: uuid.UUID) -> None:
-    """Lock every active admin, always in id order (so two of these never deadlock), and refuse
-    the change if `leaving` is the last: two admins demoting each other concurrently take turns.
-    """
-    admins = await session.scalars(
-        select(User.id)
-        .where(User.role == Role.ADMIN, User.is_active.is_(True))
-        .order_by(User.id)
-        .with_for_update()
-    )
+    """Lock every active admin and refuse the change if `leaving` is the last: two admins
+    demoting each other concurrently take turns."""
+    admins = await repository.lock_active_admins(session)
     if not any(admin_id != leaving for admin_id in admins):
         raise LastAdmin()
 
@@ -229,8 +213,6 @@ async def _locked(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 async def _save(session: AsyncSession, user: User) -> User:
     user.updated_at = datetime.now(UTC)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise EmailTaken() from None  # another account took the address in the meantime
+    if not await repository.save_changes(session):
+        raise EmailTaken()  # another account took the address in the meantime
     return user

@@ -1,5 +1,5 @@
-"""Compiled writes against the real databases: the rows SQLAlchemy would write, always inside
-the session's transaction, refused in a reading session, errors as SQLAlchemy raises them."""
+"""Statements run on asyncpg, against the real databases: the rows SQLAlchemy would write, always
+inside the session's transaction, refused in a reading session, errors as SQLAlchemy raises them."""
 
 from __future__ import annotations
 
@@ -12,21 +12,23 @@ import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_api.jobs.models import OutboxMessage, OutboxStatus
-from order_api.platform.db.compiled_writes import CompiledWrite
-from order_api.platform.db.engine import (
+from order_api.platform.db import (
+    DatabaseReader,
+    Sessions,
+    Statement,
     WriteWhileReading,
     create_engine,
-    create_sessionmaker,
+    create_sessions,
     reading_session,
 )
 from order_api.platform.errors import is_transient
 from tests.support import make_settings
 
-INSERT_MESSAGE = CompiledWrite(insert(OutboxMessage))
-RETRY_MESSAGE = CompiledWrite(
+INSERT_MESSAGE = Statement(insert(OutboxMessage))
+RETRY_MESSAGE = Statement(
     update(OutboxMessage)
     .where(OutboxMessage.id == bindparam("message_id"))
     .values(attempts=OutboxMessage.attempts + 1, last_error=bindparam("error"))
@@ -36,11 +38,10 @@ FIRST_OF_ALL = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sessionmaker(
-    migrated_database: str, tmp_path: Path
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine: AsyncEngine = create_engine(make_settings(migrated_database, tmp_path))
-    yield create_sessionmaker(engine)
+async def sessionmaker(migrated_database: str, tmp_path: Path) -> AsyncIterator[Sessions]:
+    settings = make_settings(migrated_database, tmp_path)
+    engine: AsyncEngine = create_engine(settings)
+    yield create_sessions(engine, settings)
     await engine.dispose()
 
 
@@ -55,15 +56,13 @@ def message(**values: object) -> dict[str, object]:
     }
 
 
-async def stored(
-    sessionmaker: async_sessionmaker[AsyncSession], message_id: object
-) -> OutboxMessage | None:
+async def stored(sessionmaker: Sessions, message_id: object) -> OutboxMessage | None:
     async with sessionmaker() as session:
         return await session.get(OutboxMessage, message_id)
 
 
 async def test_rows_are_written_as_sqlalchemy_writes_them(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Sessions,
 ) -> None:
     first, second = message(), message(payload=[1, None], attempts=2, last_error="x")
     many = [message(), message()]
@@ -93,7 +92,7 @@ async def test_rows_are_written_as_sqlalchemy_writes_them(
 
 
 async def test_returning_gives_the_columns_typed(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Sessions,
 ) -> None:
     written = message()
     async with sessionmaker() as session:
@@ -109,7 +108,7 @@ async def test_returning_gives_the_columns_typed(
 
 @pytest.mark.parametrize("opened_by_sqlalchemy", [True, False])
 async def test_a_write_belongs_to_the_sessions_transaction(
-    sessionmaker: async_sessionmaker[AsyncSession], opened_by_sqlalchemy: bool
+    sessionmaker: Sessions, opened_by_sqlalchemy: bool
 ) -> None:
     """Whether the write opens the transaction or one is open already, a rollback undoes it."""
     opener, written = message(), message()
@@ -123,8 +122,8 @@ async def test_a_write_belongs_to_the_sessions_transaction(
     assert await stored(sessionmaker, opener["id"]) is None
 
 
-async def test_a_reading_session_refuses_compiled_writes(
-    sessionmaker: async_sessionmaker[AsyncSession],
+async def test_a_reading_session_refuses_direct_writes(
+    sessionmaker: Sessions,
 ) -> None:
     written = message()
     async with reading_session(sessionmaker) as session:
@@ -133,8 +132,14 @@ async def test_a_reading_session_refuses_compiled_writes(
     assert await stored(sessionmaker, written["id"]) is None
 
 
+async def test_the_reader_refuses_writes(sessionmaker: Sessions) -> None:
+    """Its connection commits each statement on its own: a write there is a bug."""
+    with pytest.raises(WriteWhileReading):
+        await DatabaseReader(sessionmaker).fetch_one(INSERT_MESSAGE, **message())
+
+
 async def test_a_failed_write_is_sqlalchemys_error_and_rolls_back_whole(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Sessions,
 ) -> None:
     first = message()
     async with sessionmaker() as session:
@@ -148,7 +153,7 @@ async def test_a_failed_write_is_sqlalchemys_error_and_rolls_back_whole(
     assert await stored(sessionmaker, first["id"]) is None
 
 
-INSERT_IF_NEW = CompiledWrite(
+INSERT_IF_NEW = Statement(
     postgresql.insert(OutboxMessage).on_conflict_do_nothing(index_elements=[OutboxMessage.id]),
     elsewhere=sqlite.insert(OutboxMessage).on_conflict_do_nothing(
         index_elements=[OutboxMessage.id]
@@ -158,7 +163,7 @@ INSERT_IF_NEW = CompiledWrite(
 
 @pytest.mark.parametrize("opens_the_transaction", [True, False])
 async def test_a_statement_with_another_for_other_databases_runs_on_each(
-    sessionmaker: async_sessionmaker[AsyncSession], opens_the_transaction: bool
+    sessionmaker: Sessions, opens_the_transaction: bool
 ) -> None:
     """First in its transaction it goes through SQLAlchemy: PostgreSQL's own statement there too."""
     written = message()
@@ -176,17 +181,17 @@ async def test_a_statement_with_another_for_other_databases_runs_on_each(
 
 def test_a_value_without_a_default_is_required() -> None:
     with pytest.raises(KeyError, match="kind"):
-        INSERT_MESSAGE._arguments({"id": uuid.uuid4(), "payload": {}})
+        INSERT_MESSAGE.arguments({"id": uuid.uuid4(), "payload": {}})
 
 
 def test_in_lists_are_refused_ahead() -> None:
     statement = update(OutboxMessage).where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
     with pytest.raises(ValueError, match="IN lists"):
-        CompiledWrite(statement.values(attempts=0))
+        Statement(statement.values(attempts=0))
 
 
 async def test_reading_back_with_sqlalchemy_agrees(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    sessionmaker: Sessions,
 ) -> None:
     written = message(status=OutboxStatus.DISPATCHED)
     async with sessionmaker() as session:
@@ -197,3 +202,31 @@ async def test_reading_back_with_sqlalchemy_agrees(
             select(OutboxMessage.status).where(OutboxMessage.id == written["id"])
         )
     assert status is OutboxStatus.DISPATCHED
+
+
+SET_PAYLOAD = Statement(
+    update(OutboxMessage)
+    .where(OutboxMessage.id == bindparam("message_id"))
+    .values(payload=bindparam("new_payload", type_=OutboxMessage.payload.type))
+    .returning(OutboxMessage.status)
+)
+
+
+async def test_named_values_go_through_their_types_processors(
+    sessionmaker: Sessions,
+) -> None:
+    """A JSON value is serialized, an enum comes back as its member, a naive instant is refused:
+    on asyncpg directly as through SQLAlchemy."""
+    written = message()
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        await INSERT_MESSAGE.execute(connection, written)
+        changed = {"message_id": written["id"], "new_payload": {"changed": [1, 2]}}
+        status = await SET_PAYLOAD.scalar(connection, changed)
+        with pytest.raises(ValueError, match="naive"):
+            INSERT_MESSAGE.arguments(message(created_at=datetime(2026, 11, 24, 8, 0)))
+        await session.commit()
+    assert status is OutboxStatus.PENDING
+    row = await stored(sessionmaker, written["id"])
+    assert row is not None
+    assert row.payload == {"changed": [1, 2]}
