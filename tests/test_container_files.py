@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,28 @@ def test_caddy_validates_the_proxy_config_and_rejects_a_broken_copy(tmp_path: Pa
 
 def test_the_proxy_cuts_off_a_client_that_trickles_a_request_head(tmp_path: Path) -> None:
     """The API's server has no deadline on a request's head; the proxy in front of it has one."""
+    with running_proxy(tmp_path) as port, connect_when_listening(port) as client:
+        client.sendall(b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\n")  # never ends
+        client.settimeout(HEAD_DEADLINE_SECONDS * 3)
+        # Cut off: the connection ends (b"") or is reset, long before the client's own limit.
+        with contextlib.suppress(ConnectionResetError):
+            assert client.recv(1024) == b""
+
+
+def test_the_proxy_refuses_a_header_block_over_its_limit(tmp_path: Path) -> None:
+    """The API's server bounds the request line only; the proxy bounds the headers."""
+    with running_proxy(tmp_path) as port, connect_when_listening(port) as client:
+        huge = b"x" * (100 * 1024)
+        client.sendall(
+            b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\nX-Big: " + huge + b"\r\n\r\n"
+        )
+        client.settimeout(TOOL_TIMEOUT_SECONDS)
+        assert client.recv(1024).startswith(b"HTTP/1.1 431")
+
+
+@contextlib.contextmanager
+def running_proxy(tmp_path: Path) -> Iterator[int]:
+    """Caddy with deploy/Caddyfile on a free port; the replicas it would proxy to do not exist."""
     require_tool(CADDY, "scripts/install-test-tools.sh installs it")
     port = free_port()
     home = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
@@ -348,13 +371,7 @@ def test_the_proxy_cuts_off_a_client_that_trickles_a_request_head(tmp_path: Path
         stderr=subprocess.DEVNULL,
     )
     try:
-        client = connect_when_listening(port)
-        with client:
-            client.sendall(b"GET /api/v1/products HTTP/1.1\r\nHost: shop\r\n")  # never ends
-            client.settimeout(HEAD_DEADLINE_SECONDS * 3)
-            # Cut off: the connection ends (b"") or is reset, long before the client's own limit.
-            with contextlib.suppress(ConnectionResetError):
-                assert client.recv(1024) == b""
+        yield port
     finally:
         proxy.terminate()
         proxy.wait(timeout=TOOL_TIMEOUT_SECONDS)

@@ -154,7 +154,7 @@ async def test_a_client_that_never_reads_anything_is_let_go(
 
 # A socket-level case: the database plays no part, so one back-end is enough.
 @pytest.mark.only_backend("sqlite")
-async def test_a_peer_that_answers_no_ping_is_dropped_counted_and_frees_its_slot(
+async def test_a_peer_that_answers_no_ping_is_dropped_and_frees_its_slot(
     make_live_shop: LiveShopFactory,
 ) -> None:
     """No events, so no buffer fills: only the pong deadline notices a peer that went silent

@@ -6,8 +6,8 @@ rate limit; an unexpected exception turned into a bare 500 problem. On the way o
 response, these included, gets the security headers, the CORS grant and `X-Request-ID`.
 
 One layer, not eight: under uvicorn each ASGI layer cost 5-8 µs a request, and the eight were a
-fifth of a product read. The rules stay in their modules (headers, observability,
-throttling); this module only puts them in order.
+fifth of a product read. The rules stay in their modules (headers, telemetry,
+limits); this module only puts them in order.
 """
 
 from __future__ import annotations

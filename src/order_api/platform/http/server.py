@@ -1,4 +1,4 @@
-"""How every API process serves: uvicorn, through its public options only (decision 118)."""
+"""How every API process serves: uvicorn, through its public options only (decision 117)."""
 
 from __future__ import annotations
 
