@@ -15,7 +15,7 @@ from order_api.auth import repository
 from order_api.auth.models import RefreshToken, RefreshTokenFamily
 from order_api.auth.repository import CallerRecord
 from order_api.auth.schemas import TokenPair
-from order_api.platform.db import DatabaseReader
+from order_api.platform.db import DatabaseReader, continue_in_turn
 from order_api.platform.errors import Unauthorized
 from order_api.platform.fields import normalise_email
 from order_api.platform.limits import RateLimits
@@ -87,6 +87,7 @@ async def log_in(
         logger.info("login_failed", reason=reason, user_id=str(user.id) if user else None)
         raise InvalidCredentials()
     user_id, verified_hash = user.id, user.hashed_password
+    await continue_in_turn(session)
     # Locked, then checked again: a password change or deactivation that committed while Argon2
     # ran wins, and one still to come will see (and revoke) the session this login creates.
     user = await lock_user(session, user_id)

@@ -22,6 +22,7 @@ from order_api.orders import repository, service
 from order_api.orders.models import IdempotencyRecord
 from order_api.orders.repository import KeyClaim
 from order_api.orders.schemas import OrderCreate, OrderRead
+from order_api.platform.db import continue_in_turn
 from order_api.platform.errors import PROBLEM_MEDIA_TYPE, AppError, Conflict, ValidationFailed
 from order_api.platform.limits import RateLimits
 from order_api.platform.telemetry import current_request_id
@@ -75,6 +76,7 @@ async def submit_order(
     claim = await _claim(session, customer.id, key, request_hash)
     if isinstance(claim, IdempotencyRecord):
         return _replay(claim, request_hash)
+    await continue_in_turn(session)  # the claim committed: the order takes a connection in turn
     try:
         outcome = _created(await service.place_order(session, customer, data, currency))
         # In the order's transaction: if the claim was taken over, this order rolls back.
@@ -141,6 +143,7 @@ async def _settle(session: AsyncSession, claim: KeyClaim, status: int | None, bo
 
     Only our claim is touched: a claim taken over by a retry is left to its new owner.
     """
+    await continue_in_turn(session)  # after the order's rollback
     if status is None or body is None:
         await repository.free_idempotency_key(session, claim)
     else:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.auth import service as auth_service
 from order_api.auth.service import Caller
 from order_api.notifications.emails import queue_email
+from order_api.platform.db import continue_in_turn
 from order_api.platform.errors import Conflict, Forbidden, NotFound
 from order_api.platform.limits import RateLimits
 from order_api.platform.security import Passwords
@@ -113,6 +114,7 @@ async def update_own_profile(
             raise WrongCurrentPassword()
         if data.password is not None:
             new_hash = await passwords.hash(data.password, caller=client)
+        await continue_in_turn(session)
     user = await _locked(session, caller.id)
     if data.current_password is not None and user.hashed_password != verified_hash:
         # Rehashed at a login, or changed, while we hashed: check again, this once under the lock.

@@ -15,6 +15,7 @@ from order_api.platform.db.pagination import MAX_PAGE_SIZE, Page, PageQuery, fet
 from order_api.platform.db.reading import WriteWhileReading
 from order_api.platform.db.sessions import (
     Sessions,
+    continue_in_turn,
     create_sessions,
     reading_session,
     transaction_connection,
@@ -38,6 +39,7 @@ __all__ = [
     "WriteWhileReading",
     "app_engine",
     "connection_lost",
+    "continue_in_turn",
     "create_engine",
     "create_sessions",
     "fetch_page",

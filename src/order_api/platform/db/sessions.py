@@ -19,6 +19,9 @@ from order_api.platform.db.reading import (
 )
 
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+# session.info keys: the `Sessions` a session came from, and the options its connections take.
+_SESSIONS = "order_api.sessions"
+_OPTIONS = "order_api.connection_options"
 
 
 class Sessions:
@@ -46,7 +49,7 @@ class Sessions:
         """A session whose transactions the caller commits; what it leaves open is rolled back.
         `autocommit`: no transactions, each statement durable as it returns."""
         async with self._sessionmaker() as session:
-            await self._connect(session, _AUTOCOMMIT if autocommit else {})
+            await self.connect_in_turn(session, _AUTOCOMMIT if autocommit else {})
             yield session
 
     @asynccontextmanager
@@ -55,10 +58,13 @@ class Sessions:
         on SQLite no `BEGIN IMMEDIATE` write lock (readers would queue on it one by one)."""
         async with self._sessionmaker() as session:
             session.info[READING] = True
-            await self._connect(session, READING_OPTIONS)
+            await self.connect_in_turn(session, READING_OPTIONS)
             yield session
 
-    async def _connect(self, session: AsyncSession, options: Mapping[str, Any]) -> None:
+    async def connect_in_turn(self, session: AsyncSession, options: Mapping[str, Any]) -> None:
+        """The session's next connection, checked out in turn, with these execution options."""
+        session.info[_SESSIONS], session.info[_OPTIONS] = self, options
+
         async def connect() -> AsyncConnection:
             return await session.connection(execution_options=dict(options))
 
@@ -76,6 +82,15 @@ def create_sessions(engine: AsyncEngine, settings: Settings) -> Sessions:
     turns = Turns(capacity, settings.db_pool_timeout_seconds)
     count_checkouts(engine, turns)
     return Sessions(Checkouts(engine, turns))
+
+
+async def continue_in_turn(session: AsyncSession) -> None:
+    """For a session that committed or rolled back and has more to do: its next connection is
+    taken in turn, behind the requests already waiting, not ahead of them in the pool, where a
+    newcomer would wait through every turn given meanwhile (decision 120)."""
+    sessions: Sessions | None = session.info.get(_SESSIONS)
+    if sessions is not None:
+        await sessions.connect_in_turn(session, session.info[_OPTIONS])
 
 
 def reading_session(sessions: Sessions) -> AbstractAsyncContextManager[AsyncSession]:
