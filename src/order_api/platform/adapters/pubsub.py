@@ -170,7 +170,7 @@ def _describe(error: BaseException) -> str:
 async def _close_quietly(pubsub: redis.asyncio.client.PubSub) -> None:
     # A connection already gone has nothing left to release.
     with contextlib.suppress(RedisError, OSError):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis-py 8.2
 
 
 async def _drain(queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
