@@ -13,6 +13,7 @@ from prometheus_client.exposition import choose_encoder
 from pydantic import IPvAnyNetwork
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from order_api.config import SettingsDep
 from order_api.platform.networks import address_in
 from order_api.platform.telemetry.logs import write_ended_requests
 from order_api.platform.telemetry.metrics import MULTIPROC_DIR_VARIABLE
@@ -37,8 +38,8 @@ def exposition(accept: str) -> tuple[bytes, str]:
 
 
 @router.get("/metrics")
-async def metrics(request: Request) -> Response:
-    networks = request.app.state.settings.metrics_allowed_networks
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    networks = settings.metrics_allowed_networks
     if not is_allowed_peer(request.scope.get("client"), networks):
         # The same answer as an unknown path: outsiders learn nothing about the endpoint.
         raise StarletteHTTPException(404)
