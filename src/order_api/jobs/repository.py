@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, or_, select, update
+from sqlalchemy import Row, Update, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.jobs.models import OutboxMessage, OutboxStatus
@@ -74,10 +74,9 @@ async def mark_all_done(
     session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID, completed_at: datetime
 ) -> None:
     await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.lease_token == token)
-        .values(status=OutboxStatus.DONE, completed_at=completed_at, lease_token=None)
-        .execution_options(synchronize_session=False)
+        _leased(ids, token).values(
+            status=OutboxStatus.DONE, completed_at=completed_at, lease_token=None
+        )
     )
 
 
@@ -85,10 +84,14 @@ async def end_lease(
     session: AsyncSession, ids: list[uuid.UUID], token: uuid.UUID, available_at: datetime
 ) -> None:
     """The rows stay as they are, due again at `available_at` and held by no one."""
-    await session.execute(
+    await session.execute(_leased(ids, token).values(available_at=available_at, lease_token=None))
+
+
+def _leased(ids: list[uuid.UUID], token: uuid.UUID) -> Update:
+    """An UPDATE of these rows while this lease still holds them."""
+    return (
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids), OutboxMessage.lease_token == token)
-        .values(available_at=available_at, lease_token=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -131,12 +134,6 @@ async def start_processing(
         .execution_options(synchronize_session=False)
     )
     return taken.one_or_none()
-
-
-async def hold_autocommit_connection(session: AsyncSession) -> None:
-    """Check out the session's connection now, in autocommit: each statement is durable as it
-    returns, with no BEGIN or COMMIT round trip."""
-    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 async def mark_done(
